@@ -1,0 +1,115 @@
+"""`alertanim`: run the method in-process, run stream workers, publish alerts, watch results."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def _progress(stream=sys.stderr):
+    last: dict[str, int] = {}
+
+    def report(stage: str, done: int, total: int) -> None:
+        if total > 1 and last.get(stage) == done:
+            return
+        last[stage] = done
+        end = "\n" if done >= total else ""
+        prefix = "\r" if stream.isatty() else ""
+        if total > 1 and not stream.isatty() and done < total:
+            return  # in logs, one line per stage
+        stream.write(f"{prefix}[{stage:>8}] {done}/{total}{end}")
+        stream.flush()
+    return report
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import torch
+
+    from pipeline.models import ModelsUnavailable, load_models
+    from pipeline.workflow import MethodConfig, run_workflow
+
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    config = MethodConfig(candidates=args.candidates, variants=args.variants, frames=args.frames,
+                          inbetween=args.inbetween, steps=args.steps)
+    try:
+        models = load_models(args.models, device=args.device, dtype=_dtype(args.dtype))
+    except ModelsUnavailable as exc:
+        print(f"alertanim: {exc}", file=sys.stderr)
+        return 2
+    result = run_workflow(models, args.text, seed=args.seed, config=config,
+                          progress=None if args.quiet else _progress())
+    out = Path(args.out)
+    out.write_bytes(result.gif.data)
+    summary = result.summary()
+    summary["out"] = str(out)
+    if result.webp is not None and args.webp:
+        Path(args.webp).write_bytes(result.webp.data)
+        summary["webp"] = args.webp
+    if args.json:
+        text = json.dumps(summary, indent=2, ensure_ascii=False)
+        if args.json == "-":
+            print(text)
+        else:
+            Path(args.json).write_text(text + "\n")
+    if not args.quiet:
+        print(f"wrote {out} ({len(result.gif.data)} bytes, {result.gif.frame_count} frames, "
+              f"subject {result.subject.word!r}, CLIPScore {result.scores.best:.2f}, "
+              f"{result.seconds['total']:.2f} s)", file=sys.stderr)
+    return 0
+
+
+def _dtype(name: str):
+    import torch
+
+    return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[name]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="alertanim", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="turn one alert into an animation, in-process (no Kafka)")
+    run.add_argument("text", help="the alert text, any language")
+    run.add_argument("--out", default="alert.gif", help="GIF path (default: alert.gif)")
+    run.add_argument("--webp", help="also write the animated WebP here")
+    run.add_argument("--json", nargs="?", const="-",
+                     help="write the summary as JSON to this path, or stdout when no path")
+    run.add_argument("--models", default="default",
+                     help="'default' (public checkpoints), 'tiny', 'random-full', or a directory")
+    run.add_argument("--device", default="cuda" if _cuda() else "cpu")
+    run.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--candidates", type=int, default=10)
+    run.add_argument("--variants", type=int, default=16)
+    run.add_argument("--frames", type=int, default=8)
+    run.add_argument("--inbetween", type=int, default=3)
+    run.add_argument("--steps", type=int, default=25)
+    run.add_argument("--quiet", action="store_true")
+    run.set_defaults(func=cmd_run)
+
+    from . import stream_cli
+
+    stream_cli.add_commands(sub)
+    return parser
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:  # pragma: no cover
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

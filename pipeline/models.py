@@ -1,0 +1,119 @@
+"""One loader for every model the method uses, by hub id, local directory or preset.
+
+`from_pretrained` is the only way models come in. The presets `tiny` (for tests and the embedded
+default) and `random-full` (full-size architectures with random weights, for GPU benchmarks) are
+built once from their configs, written with `save_pretrained`, and read back through the same
+loader as a user's checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+DEFAULT_IDS = {
+    "sd": "stable-diffusion-v1-5/stable-diffusion-v1-5",
+    "clip": "openai/clip-vit-base-patch32",
+    "clipseg": "CIDAS/clipseg-rd64-refined",
+    "vit": "google/vit-base-patch16-224",
+}
+PRESETS = ("tiny", "random-full")
+_PRESET_VERSION = "1"
+
+
+class ModelsUnavailable(RuntimeError):
+    """A checkpoint could not be loaded (offline, missing, or not a model directory)."""
+
+
+@dataclass
+class Models:
+    text2img: object  # diffusers.StableDiffusionPipeline
+    inpaint: object  # diffusers.StableDiffusionInpaintPipeline over the same modules
+    clip: object
+    clip_processor: object
+    clipseg: object
+    clipseg_processor: object
+    vit: object
+    vit_processor: object
+    ids: dict[str, str] = field(default_factory=dict)
+    image_size: int = 512
+
+    @property
+    def latent_cell(self) -> int:
+        """Pixels per latent cell: the grid a mask is read on during inpainting."""
+        return int(self.text2img.vae_scale_factor)
+
+    @property
+    def device(self) -> torch.device:
+        return self.text2img.device
+
+
+def default_cache_dir() -> Path:
+    root = os.environ.get("ALERTANIM_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "alertanim")
+    return Path(root)
+
+
+def resolve_ids(source: str, cache_dir: Path | None = None) -> tuple[dict[str, str], int]:
+    """Model ids (hub ids or local paths) and native image size for a `--models` value."""
+    if source == "default":
+        return dict(DEFAULT_IDS), 512
+    if source in PRESETS:
+        root = (cache_dir or default_cache_dir()) / f"{source}-v{_PRESET_VERSION}"
+        if not (root / "alertanim.json").exists():
+            from . import presets
+
+            presets.build(source, root)
+        source = str(root)
+    root = Path(source)
+    if not root.is_dir():
+        raise ModelsUnavailable(
+            f"--models {source!r} is neither 'default', a preset {PRESETS}, nor a directory")
+    meta = json.loads((root / "alertanim.json").read_text()) if (root / "alertanim.json").exists() else {}
+    ids = {name: str(root / name) for name in DEFAULT_IDS}
+    return ids, int(meta.get("image_size", 512))
+
+
+def load_models(
+    source: str = "default",
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+    cache_dir: Path | None = None,
+) -> Models:
+    from diffusers import (DPMSolverMultistepScheduler, StableDiffusionInpaintPipeline,
+                           StableDiffusionPipeline)
+    from transformers import (CLIPModel, CLIPProcessor, CLIPSegForImageSegmentation,
+                              CLIPSegProcessor, ViTImageProcessor, ViTModel)
+
+    ids, size = resolve_ids(source, cache_dir)
+    dtype = dtype or torch.float32
+    try:
+        text2img = StableDiffusionPipeline.from_pretrained(
+            ids["sd"], torch_dtype=dtype, safety_checker=None, feature_extractor=None,
+            requires_safety_checker=False)
+        clip = CLIPModel.from_pretrained(ids["clip"], torch_dtype=dtype)
+        clip_processor = CLIPProcessor.from_pretrained(ids["clip"])
+        clipseg = CLIPSegForImageSegmentation.from_pretrained(ids["clipseg"], torch_dtype=dtype)
+        clipseg_processor = CLIPSegProcessor.from_pretrained(ids["clipseg"])
+        vit = ViTModel.from_pretrained(ids["vit"], torch_dtype=dtype, add_pooling_layer=False)
+        vit_processor = ViTImageProcessor.from_pretrained(ids["vit"])
+    except (OSError, ValueError) as exc:
+        raise ModelsUnavailable(
+            f"could not load the {source!r} models ({exc.__class__.__name__}: {exc}). "
+            "Without network access or a local copy of the checkpoints, use --models tiny "
+            "(small random-weight models of the same classes, built offline).") from exc
+    text2img.scheduler = DPMSolverMultistepScheduler.from_config(
+        text2img.scheduler.config, algorithm_type="dpmsolver++")
+    text2img.set_progress_bar_config(disable=True)
+    text2img.to(device)
+    # The inpainting pipeline shares the text-to-image modules: one copy of the weights.
+    inpaint = StableDiffusionInpaintPipeline(**text2img.components, requires_safety_checker=False)
+    inpaint.set_progress_bar_config(disable=True)
+    for model in (clip, clipseg, vit):
+        model.to(device).eval()
+    return Models(text2img, inpaint, clip, clip_processor, clipseg, clipseg_processor, vit,
+                  vit_processor, ids=ids, image_size=size)

@@ -1,0 +1,46 @@
+"""Stage 2: CLIPScore of each candidate against the alert text; the best one goes on.
+
+CLIP-S(I, C) = w · max(cos(E_I, E_C), 0) (Hessel et al. 2021). w=100 gives the scale the method
+reports (~25 for its fire example); w=2.5 is Hessel's own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+PERCENT = 100.0
+HESSEL = 2.5
+
+
+@dataclass(frozen=True)
+class Scores:
+    values: tuple[float, ...]
+    best_index: int
+
+    @property
+    def best(self) -> float:
+        return self.values[self.best_index]
+
+
+def clip_scores(clip, processor, images: Sequence, text: str, weight: float = PERCENT) -> Scores:
+    inputs = processor(text=[text], images=list(images), return_tensors="pt", padding=True,
+                       truncation=True)
+    device = clip.device
+    with torch.inference_mode():
+        img = clip.get_image_features(pixel_values=inputs["pixel_values"].to(device, clip.dtype))
+        txt = clip.get_text_features(input_ids=inputs["input_ids"].to(device),
+                                     attention_mask=inputs["attention_mask"].to(device))
+    img = _embeds(img)
+    txt = _embeds(txt)
+    cos = torch.nn.functional.cosine_similarity(img.float(), txt.float(), dim=-1)
+    values = (weight * cos.clamp(min=0)).tolist()
+    best = max(range(len(values)), key=lambda i: (values[i], -i))
+    return Scores(tuple(values), best)
+
+
+def _embeds(out):
+    # transformers 5 returns a model output here; 4.x returned the tensor itself.
+    return out if isinstance(out, torch.Tensor) else out.pooler_output

@@ -1,0 +1,86 @@
+"""Topic `alerts`: what a warning system publishes. Keyed by `id`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+
+from ._base import Record
+
+SCHEMA_VERSION = 1
+DEFAULT_MAX_CHARS = 5_000
+
+
+class Alert(Record):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
+    text: str
+    language: str | None = Field(default=None, max_length=35)  # BCP 47 tag, e.g. "ko-KR"
+    sent: datetime | None = None
+    area: str | None = None
+    severity: str | None = None
+    event: str | None = None  # CAP 1.2 <event>, e.g. "Flood Warning"
+
+    @field_validator("text")
+    @classmethod
+    def _text_not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("text is empty")
+        return v
+
+    def content_hash(self) -> str:
+        """Identity of what was asked for: a reused id with another hash is a conflict."""
+        body = self.model_dump(mode="json", exclude={"schema_version"})
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+class InvalidAlert(ValueError):
+    """An alert that can never be processed. `reason` is a stable code for the failure record."""
+
+    def __init__(self, reason: str, message: str, alert_id: str | None = None):
+        super().__init__(message)
+        self.reason = reason
+        self.alert_id = alert_id
+
+
+def parse_alert(raw: bytes, max_chars: int = DEFAULT_MAX_CHARS) -> Alert:
+    """Decode and validate one `alerts` message, or raise InvalidAlert with the reason."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidAlert("not_utf8", f"message is not UTF-8: {exc}") from None
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidAlert("not_json", f"message is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise InvalidAlert("not_object", f"message is JSON {type(body).__name__}, not an object")
+    alert_id = body.get("id") if isinstance(body.get("id"), str) else None
+    version = body.get("schema_version", SCHEMA_VERSION)
+    if version != SCHEMA_VERSION:
+        raise InvalidAlert("unknown_schema_version",
+                           f"schema_version {version!r} is not supported (this worker reads "
+                           f"{SCHEMA_VERSION})", alert_id)
+    try:
+        alert = Alert.model_validate_json(text)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False)
+        first = errors[0]
+        field = ".".join(str(p) for p in first["loc"]) or "message"
+        if first["type"] == "missing":
+            reason = "missing_field"
+        elif field == "text" and "empty" in first["msg"]:
+            reason = "empty_text"
+        else:
+            reason = "invalid_field"
+        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)
+        raise InvalidAlert(reason, detail, alert_id) from None
+    if len(alert.text) > max_chars:
+        raise InvalidAlert("text_too_long",
+                           f"text has {len(alert.text)} characters; the limit is {max_chars}",
+                           alert.id)
+    return alert
