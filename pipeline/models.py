@@ -89,6 +89,11 @@ def load_models(
     from transformers import (CLIPModel, CLIPProcessor, CLIPSegForImageSegmentation,
                               CLIPSegProcessor, ViTImageProcessor, ViTModel)
 
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
     ids, size = resolve_ids(source, cache_dir)
     dtype = dtype or torch.float32
     try:

@@ -1,0 +1,232 @@
+"""The stages as the stream runs them: fetch artifacts by key → run the pipeline stage → store
+artifacts → return the next message. Synchronous; the agents call them in the GPU executor.
+
+Keys are deterministic (alert id, run fingerprint, stage, index), so a redelivered message
+rewrites the same objects and a finished alert is never computed twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+
+from pipeline import __version__ as PIPELINE_VERSION
+from pipeline.models import Models, load_models
+from pipeline.score import clip_scores
+from pipeline.select import select_frames
+from pipeline.generate import generate_candidates
+from pipeline.sample import masked_variants
+from pipeline.subject import primary_subject
+from pipeline.workflow import MethodConfig, animate, run_stage_mask
+from schemas import Alert, AnimationReady, InvalidAlert, StageMessage, parse_alert
+
+from .settings import Settings
+from .storage import ObjectStore, png_bytes, png_image
+
+STAGES = ("ingest", "generate", "score", "mask", "sample", "select", "animate")
+NEXT = dict(zip(STAGES, STAGES[1:]))
+MODEL_STAGES = {"generate", "score", "mask", "sample", "select"}
+
+
+def parse_stages(spec: str) -> tuple[str, ...]:
+    if spec.strip() == "all":
+        return STAGES
+    wanted = tuple(s.strip() for s in spec.split(",") if s.strip())
+    unknown = [s for s in wanted if s not in STAGES]
+    if unknown or not wanted:
+        raise ValueError(f"unknown stages {unknown or spec!r}; choose from {', '.join(STAGES)} or all")
+    return tuple(s for s in STAGES if s in wanted)
+
+
+def seed_for(alert_id: str) -> int:
+    return int.from_bytes(hashlib.sha256(alert_id.encode()).digest()[:4], "big") & 0x7FFFFFFF
+
+
+def resolve_device(device: str, dtype: str):
+    import torch
+
+    dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    if dtype == "auto":
+        dt = torch.float16 if dev.startswith("cuda") else torch.float32
+    else:
+        dt = getattr(torch, dtype)
+    return dev, dt
+
+
+@dataclass
+class StageRunner:
+    settings: Settings
+    store: ObjectStore
+    _models: Models | None = field(default=None, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+
+    def __post_init__(self):
+        self.config: MethodConfig = self.settings.method()
+
+    # -- models ----------------------------------------------------------------------------
+    def models(self) -> Models:
+        with self._lock:
+            if self._models is None:
+                device, dtype = resolve_device(self.settings.device, self.settings.dtype)
+                self._models = load_models(self.settings.models, device=device, dtype=dtype)
+            return self._models
+
+    @property
+    def models_loaded(self) -> bool:
+        return self._models is not None
+
+    # -- keys --------------------------------------------------------------------------------
+    def run_id(self, alert: Alert) -> str:
+        basis = f"{self.config.fingerprint()}|{self.settings.models}|{PIPELINE_VERSION}"
+        return hashlib.sha256(basis.encode()).hexdigest()[:12]
+
+    @staticmethod
+    def key(msg: StageMessage, stage: str, name: str) -> str:
+        return f"runs/{msg.alert_id}/{msg.run}/{stage}/{name}"
+
+    @staticmethod
+    def alert_key(alert_id: str) -> str:
+        return f"alerts/{alert_id}.json"
+
+    def ready_key(self, alert_id: str, run: str) -> str:
+        return f"runs/{alert_id}/{run}/ready.json"
+
+    def _images(self, keys):
+        return [png_image(self.store.get(k)) for k in keys]
+
+    def _put_images(self, msg, stage, images) -> list[str]:
+        keys = [self.key(msg, stage, f"{i:02d}.png") for i in range(len(images))]
+        for key, image in zip(keys, images):
+            self.store.put(key, png_bytes(image), "image/png")
+        return keys
+
+    @staticmethod
+    def _advance(msg: StageMessage, stage: str, t0: float, **changes) -> StageMessage:
+        seconds = {**msg.seconds, stage: round(time.perf_counter() - t0, 4)}
+        artifacts = {**msg.artifacts, **changes.pop("artifacts", {})}
+        return msg.model_copy(update=dict(stage=NEXT[stage], seconds=seconds,
+                                          artifacts=artifacts, attempt=1, **changes))
+
+    # -- stages ------------------------------------------------------------------------------
+    def ingest(self, raw: bytes) -> StageMessage | AnimationReady:
+        """Validate, detect reuse of an id, and start a run (or re-emit a finished one)."""
+        t0 = time.perf_counter()
+        alert = parse_alert(raw, self.settings.max_text_chars)
+        run = self.run_id(alert)
+        digest = alert.content_hash()
+        akey = self.alert_key(alert.id)
+        if self.store.exists(akey):
+            seen = json.loads(self.store.get(akey))
+            if seen["content_hash"] != digest:
+                raise InvalidAlert("duplicate_id_conflict",
+                                   f"alert id {alert.id!r} was already used for different content",
+                                   alert.id)
+            done = self.finished(alert.id, run)
+            if done is not None:
+                return done
+        else:
+            self.store.put(akey, json.dumps({"content_hash": digest, "run": run,
+                                             "received_at": time.time()}).encode(),
+                           "application/json")
+        subject = primary_subject(alert.text, alert.event)
+        msg = StageMessage(alert=alert, stage="ingest", run=run, seed=seed_for(alert.id),
+                           subject=subject.word, prompt=subject.prompt, received_at=time.time())
+        return self._advance(msg, "ingest", t0)
+
+    def generate(self, msg: StageMessage) -> StageMessage:
+        t0 = time.perf_counter()
+        m = self.models()
+        c = self.config
+        images = generate_candidates(m.text2img, msg.prompt, n=c.candidates, seed=msg.seed,
+                                     steps=c.steps, guidance=c.guidance, size=m.image_size)
+        keys = self._put_images(msg, "generate", images)
+        return self._advance(msg, "generate", t0, artifacts={"candidates": keys})
+
+    def score(self, msg: StageMessage) -> StageMessage:
+        t0 = time.perf_counter()
+        m = self.models()
+        scores = clip_scores(m.clip, m.clip_processor, self._images(msg.artifacts["candidates"]),
+                             msg.prompt, self.config.score_weight)
+        best = msg.artifacts["candidates"][scores.best_index]
+        return self._advance(msg, "score", t0, scores=list(scores.values),
+                             best_index=scores.best_index, artifacts={"best": [best]})
+
+    def mask(self, msg: StageMessage) -> StageMessage:
+        t0 = time.perf_counter()
+        [best] = self._images(msg.artifacts["best"])
+        result = run_stage_mask(self.models(), best, msg.subject, self.config, msg.seed)
+        [key] = self._put_images(msg, "mask", [result.image()])
+        return self._advance(msg, "mask", t0, artifacts={"mask": [key]},
+                             mask_coverage=result.coverage,
+                             subject_mask_coverage=result.subject_coverage)
+
+    def sample(self, msg: StageMessage) -> StageMessage:
+        t0 = time.perf_counter()
+        [best] = self._images(msg.artifacts["best"])
+        mask = png_image(self.store.get(msg.artifacts["mask"][0])).convert("L")
+        c = self.config
+        variants = masked_variants(self.models().inpaint, best, mask, msg.prompt, k=c.variants,
+                                   seed=msg.seed + 1, strength=c.strength, steps=c.steps,
+                                   guidance=c.guidance)
+        keys = self._put_images(msg, "sample", variants)
+        return self._advance(msg, "sample", t0, artifacts={"variants": keys})
+
+    def select(self, msg: StageMessage) -> StageMessage:
+        t0 = time.perf_counter()
+        m = self.models()
+        keys = msg.artifacts["best"] + msg.artifacts["variants"]
+        images = self._images(keys)
+        _, path, _ = select_frames(m.vit, m.vit_processor, images[0], images[1:],
+                                   self.config.frames, self.config.loop)
+        return self._advance(msg, "select", t0, selected=list(path.indices),
+                             artifacts={"frames": [keys[i] for i in path.indices]})
+
+    def animate(self, msg: StageMessage) -> AnimationReady:
+        done = self.finished(msg.alert_id, msg.run)
+        if done is not None:
+            return done
+        t0 = time.perf_counter()
+        gif, webp = animate(self._images(msg.artifacts["frames"]), self.config)
+        gif_key = self.key(msg, "animate", "animation.gif")
+        s3_uri = self.store.put(gif_key, gif.data, gif.content_type)
+        url, expires = self.store.url(gif_key, self.settings.presign_expiry_s)
+        extra = {}
+        if webp is not None:
+            webp_key = self.key(msg, "animate", "animation.webp")
+            extra = {"webp_s3_uri": self.store.put(webp_key, webp.data, webp.content_type),
+                     "webp_url": self.store.url(webp_key, self.settings.presign_expiry_s)[0]}
+        seconds = {**msg.seconds, "animate": round(time.perf_counter() - t0, 4)}
+        ready = AnimationReady(
+            alert_id=msg.alert_id, s3_uri=s3_uri, url=url, url_expires_at=expires,
+            content_type=gif.content_type, bytes=len(gif.data), width=gif.width,
+            height=gif.height, frame_count=gif.frame_count, duration_ms=gif.duration_ms,
+            clip_score=msg.scores[msg.best_index] if msg.best_index is not None else 0.0,
+            subject=msg.subject, stage_seconds=seconds,
+            latency_seconds=round(time.time() - msg.received_at, 4),
+            model_ids=self._model_ids(), pipeline_version=PIPELINE_VERSION, **extra)
+        self.store.put(self.ready_key(msg.alert_id, msg.run), ready.to_bytes(),
+                       "application/json")
+        return ready
+
+    def finished(self, alert_id: str, run: str) -> AnimationReady | None:
+        """The stored completion of this run, with a fresh URL, or None."""
+        rkey = self.ready_key(alert_id, run)
+        if not self.store.exists(rkey):
+            return None
+        ready = AnimationReady.from_bytes(self.store.get(rkey))
+        gif_key = f"runs/{alert_id}/{run}/animate/animation.gif"
+        url, expires = self.store.url(gif_key, self.settings.presign_expiry_s)
+        return ready.model_copy(update={"url": url, "url_expires_at": expires})
+
+    def _model_ids(self) -> dict[str, str]:
+        from pipeline.models import DEFAULT_IDS
+
+        if self.settings.models == "default":
+            return dict(DEFAULT_IDS)
+        return {name: f"{self.settings.models}:{name}" for name in DEFAULT_IDS}
+
+    def handler(self, stage: str):
+        return getattr(self, stage)

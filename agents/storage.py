@@ -1,0 +1,136 @@
+"""Where images live between stages and where animations are published: the claim check.
+
+`S3Store` speaks to any S3-compatible server through boto3 (AWS, MinIO, moto); `LocalStore` keeps
+the same keys in a directory for the embedded default.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+from typing import Protocol
+
+from PIL import Image
+
+
+class ObjectStore(Protocol):
+    def put(self, key: str, data: bytes, content_type: str) -> str: ...  # returns the URI
+    def get(self, key: str) -> bytes: ...
+    def exists(self, key: str) -> bool: ...
+    def url(self, key: str, expires_s: int) -> tuple[str, float]: ...  # (url, expires_at)
+
+
+class StoreUnavailable(ConnectionError):
+    """The store could not be reached; retrying later can succeed."""
+
+
+class S3Store:
+    def __init__(self, client, bucket: str, prefix: str = ""):
+        self._s3 = client
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+
+    @classmethod
+    def from_settings(cls, settings) -> "S3Store":
+        import boto3
+        from botocore.config import Config
+
+        def secret(s):
+            return s.get_secret_value() if s is not None else None
+
+        client = boto3.client(
+            "s3", endpoint_url=settings.s3_endpoint_url, region_name=settings.s3_region,
+            aws_access_key_id=secret(settings.s3_access_key_id),
+            aws_secret_access_key=secret(settings.s3_secret_access_key),
+            config=Config(connect_timeout=3, read_timeout=10,
+                          retries={"max_attempts": 2, "mode": "standard"},
+                          signature_version="s3v4"))
+        return cls(client, settings.s3_bucket, settings.s3_prefix)
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _call(self, fn, **kw):
+        from botocore.exceptions import ClientError, ConnectionError as BotoConnectionError
+
+        try:
+            return fn(Bucket=self.bucket, **kw)
+        except BotoConnectionError as exc:
+            raise StoreUnavailable(f"S3 unreachable: {exc}") from exc
+        except ClientError as exc:
+            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500:
+                raise StoreUnavailable(f"S3 error: {exc}") from exc
+            raise
+
+    def put(self, key: str, data: bytes, content_type: str) -> str:
+        self._call(self._s3.put_object, Key=self._key(key), Body=data, ContentType=content_type)
+        return f"s3://{self.bucket}/{self._key(key)}"
+
+    def get(self, key: str) -> bytes:
+        return self._call(self._s3.get_object, Key=self._key(key))["Body"].read()
+
+    def exists(self, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self._call(self._s3.head_object, Key=self._key(key))
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+
+    def url(self, key: str, expires_s: int) -> tuple[str, float]:
+        url = self._s3.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": self._key(key)},
+            ExpiresIn=expires_s)
+        return url, time.time() + expires_s
+
+
+class LocalStore:
+    def __init__(self, root: str | Path):
+        self.root = Path(root).resolve()
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if self.root not in path.parents:
+            raise ValueError(f"key escapes the store: {key!r}")
+        return path
+
+    def put(self, key: str, data: bytes, content_type: str) -> str:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".part")
+        tmp.write_bytes(data)
+        tmp.replace(path)  # readers never see half an object
+        return path.as_uri()
+
+    def get(self, key: str) -> bytes:
+        return self._path(key).read_bytes()
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).exists()
+
+    def url(self, key: str, expires_s: int) -> tuple[str, float]:
+        return self._path(key).as_uri(), time.time() + expires_s
+
+
+def store_from_settings(settings) -> ObjectStore:
+    if settings.store == "s3":
+        return S3Store.from_settings(settings)
+    if settings.store == "local":
+        return LocalStore(settings.local_dir)
+    raise ValueError(f"unknown store {settings.store!r} (s3 or local)")
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", compress_level=1)  # intermediate: speed over size
+    return buf.getvalue()
+
+
+def png_image(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image.convert("RGB")

@@ -1,0 +1,129 @@
+"""The stream commands: `worker`, `send`, `watch`, `topics`. Settings come from ALERTANIM_* env."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+import uuid
+
+
+def _settings(**overrides):
+    from .settings import Settings
+
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    import faust
+
+    from .app import create_app, ensure_topics
+
+    settings = _settings(stages=args.stages, web_port=args.web_port, models=args.models)
+    asyncio.run(ensure_topics(settings))
+    app = create_app(settings)
+    worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
+    worker.execute_from_commandline()
+    return 0
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    from .app import ensure_topics
+
+    asyncio.run(ensure_topics(_settings()))
+    return 0
+
+
+async def _send(settings, records: list[bytes], keys: list[str]) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(acks="all", enable_idempotence=True,
+                                **settings.kafka_client_kwargs())
+    await producer.start()
+    try:
+        for key, value in zip(keys, records):
+            await producer.send_and_wait(settings.topic_alerts, value=value, key=key.encode())
+    finally:
+        await producer.stop()
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    from datetime import datetime, timezone
+
+    from schemas import Alert
+
+    settings = _settings()
+    alert = Alert(id=args.id or uuid.uuid4().hex, text=args.text, language=args.language,
+                  sent=datetime.now(timezone.utc), event=args.event, severity=args.severity,
+                  area=args.area)
+    asyncio.run(_send(settings, [alert.to_bytes()], [alert.id]))
+    print(alert.id)
+    return 0
+
+
+async def _watch(settings, topics: list[str], count: int | None, timeout: float | None,
+                 from_beginning: bool = False, out=sys.stdout) -> int:
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(*topics, group_id=None,
+                                auto_offset_reset="earliest" if from_beginning else "latest",
+                                **settings.kafka_client_kwargs())
+    await consumer.start()
+    seen = 0
+    deadline = time.monotonic() + timeout if timeout else None
+    try:
+        while count is None or seen < count:
+            wait = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
+            if wait <= 0:
+                break
+            batch = await consumer.getmany(timeout_ms=int(wait * 1000))
+            for tp, messages in batch.items():
+                for m in messages:
+                    try:
+                        body = json.loads(m.value)
+                    except ValueError:
+                        body = {"raw": m.value.decode("utf-8", "replace")}
+                    out.write(json.dumps({"topic": tp.topic, **body}, ensure_ascii=False) + "\n")
+                    out.flush()
+                    seen += 1
+    finally:
+        await consumer.stop()
+    return seen
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    settings = _settings()
+    topics = [settings.topic_ready] + ([settings.topic_failed] if args.failed else [])
+    asyncio.run(_watch(settings, topics, args.count, args.timeout, args.from_beginning))
+    return 0
+
+
+def add_commands(sub) -> None:
+    worker = sub.add_parser("worker", help="run stage agents against Kafka (ALERTANIM_* settings)")
+    worker.add_argument("--stages", help="all, or a subset such as generate,score")
+    worker.add_argument("--web-port", type=int, help="health/metrics port (default 6066)")
+    worker.add_argument("--models", help="default, tiny, random-full or a directory")
+    worker.add_argument("--loglevel", default="info")
+    worker.set_defaults(func=cmd_worker)
+
+    send = sub.add_parser("send", help="publish an alert to the alerts topic; prints its id")
+    send.add_argument("text")
+    send.add_argument("--id")
+    send.add_argument("--language")
+    send.add_argument("--event", help="CAP event, e.g. 'Flood Warning'")
+    send.add_argument("--severity")
+    send.add_argument("--area")
+    send.set_defaults(func=cmd_send)
+
+    watch = sub.add_parser("watch", help="print completion events (JSON lines) as they arrive")
+    watch.add_argument("--failed", action="store_true", help="also print failure records")
+    watch.add_argument("--from-beginning", action="store_true",
+                       help="also print events published before the watch started")
+    watch.add_argument("--count", type=int, help="stop after this many events")
+    watch.add_argument("--timeout", type=float, help="stop after this many seconds")
+    watch.set_defaults(func=cmd_watch)
+
+    topics = sub.add_parser("topics", help="create the pipeline's topics if missing")
+    topics.set_defaults(func=cmd_topics)
