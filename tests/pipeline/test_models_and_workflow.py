@@ -1,0 +1,119 @@
+import io
+import json
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from pipeline.models import ModelsUnavailable, load_models
+from pipeline.workflow import MethodConfig, run_workflow
+
+SMALL = MethodConfig(candidates=3, variants=4, frames=3, inbetween=1, steps=3)
+
+
+def test_tiny_models_are_the_default_classes_loaded_from_disk(tiny, model_cache):
+    from diffusers import StableDiffusionInpaintPipeline, StableDiffusionPipeline
+    from transformers import CLIPModel, CLIPSegForImageSegmentation, ViTModel
+
+    assert isinstance(tiny.text2img, StableDiffusionPipeline)
+    assert isinstance(tiny.inpaint, StableDiffusionInpaintPipeline)
+    assert isinstance(tiny.clip, CLIPModel)
+    assert isinstance(tiny.clipseg, CLIPSegForImageSegmentation)
+    assert isinstance(tiny.vit, ViTModel)
+    assert all(str(model_cache) in path for path in tiny.ids.values())
+    assert type(tiny.text2img.scheduler).__name__ == "DPMSolverMultistepScheduler"
+    assert tiny.text2img.scheduler.config.algorithm_type == "dpmsolver++"
+
+
+def test_inpainting_shares_the_text_to_image_weights(tiny):
+    for name in ("unet", "vae", "text_encoder", "tokenizer"):
+        assert getattr(tiny.inpaint, name) is getattr(tiny.text2img, name)
+
+
+def test_missing_real_checkpoint_names_the_tiny_preset(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    with pytest.raises(ModelsUnavailable, match="--models tiny"):
+        load_models("default")
+
+
+def test_not_a_directory_is_refused():
+    with pytest.raises(ModelsUnavailable, match="neither"):
+        load_models("/no/such/models")
+
+
+def test_generate_batches_candidates_at_native_size(tiny):
+    from pipeline.generate import generate_candidates
+
+    images = generate_candidates(tiny.text2img, "fire", n=4, seed=1, steps=2, size=64)
+    assert len(images) == 4 and all(i.size == (64, 64) for i in images)
+    again = generate_candidates(tiny.text2img, "fire", n=4, seed=1, steps=2, size=64)
+    assert [i.tobytes() for i in images] == [i.tobytes() for i in again]
+    other = generate_candidates(tiny.text2img, "fire", n=4, seed=2, steps=2, size=64)
+    assert images[0].tobytes() != other[0].tobytes()
+
+
+def test_masked_sampling_changes_only_inside_the_mask_region(tiny):
+    import numpy as np
+
+    from pipeline.sample import masked_variants
+
+    image = Image.new("RGB", (64, 64), (90, 140, 200))
+    mask = np.zeros((64, 64), dtype=np.uint8)
+    mask[:, :32] = 255
+    variants = masked_variants(tiny.inpaint, image, Image.fromarray(mask, "L"), "fire", k=3,
+                               seed=0, steps=4)
+    assert len(variants) == 3
+    a = np.asarray(variants[0], dtype=np.int16)
+    b = np.asarray(variants[1], dtype=np.int16)
+    left = np.abs(a[:, :28] - b[:, :28]).mean()
+    right = np.abs(a[:, 36:] - b[:, 36:]).mean()
+    assert left > right, "variants differ where masked more than where kept"
+
+
+def test_workflow_returns_every_artifact(tiny):
+    events = []
+    result = run_workflow(tiny, "A fire has broken out in the building", seed=5, config=SMALL,
+                          progress=lambda stage, done, total: events.append(stage))
+    assert len(result.candidates) == 3 and len(result.variants) == 4
+    assert result.best_image is result.candidates[result.scores.best_index]
+    assert result.path.indices[0] == 0 and len(result.frames) == 3
+    gif = Image.open(io.BytesIO(result.gif.data))
+    assert gif.n_frames == result.gif.frame_count == 3 + 3 * 1
+    summary = result.summary()
+    assert summary["subject"] == "fire"
+    assert set(summary["seconds"]) == {"subject", "generate", "score", "mask", "sample",
+                                       "select", "animate", "total"}
+    assert summary["gif"]["bytes"] == len(result.gif.data)
+    assert {"generate", "sample", "animate"} <= set(events)
+    json.dumps(summary)
+
+
+def test_same_seed_same_bytes(tiny):
+    a = run_workflow(tiny, "Flood warning", seed=11, config=SMALL)
+    b = run_workflow(tiny, "Flood warning", seed=11, config=SMALL)
+    c = run_workflow(tiny, "Flood warning", seed=12, config=SMALL)
+    assert a.gif.data == b.gif.data
+    assert a.gif.data != c.gif.data
+
+
+def test_cli_run_writes_gif_and_summary(tmp_path, model_cache):
+    out = tmp_path / "fire.gif"
+    proc = subprocess.run(
+        [sys.executable, "-m", "agents.cli", "run", "서울 강남구 화재 발생, 대피하세요",
+         "--models", "tiny", "--out", str(out), "--json", "--candidates", "3", "--variants", "4",
+         "--frames", "3", "--steps", "3"],
+        capture_output=True, text=True, timeout=300, check=True)
+    summary = json.loads(proc.stdout)
+    assert summary["subject"] == "fire"
+    assert Image.open(out).n_frames == summary["gif"]["frames"]
+    assert out.stat().st_size == summary["gif"]["bytes"] <= 300_000
+
+
+def test_cli_without_checkpoints_exits_with_a_message(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "agents.cli", "run", "fire", "--out", str(tmp_path / "x.gif")],
+        capture_output=True, text=True, timeout=300,
+        env={**__import__("os").environ, "HF_HOME": str(tmp_path)})
+    assert proc.returncode == 2
+    assert "--models tiny" in proc.stderr

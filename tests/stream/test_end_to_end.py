@@ -1,0 +1,57 @@
+"""Alerts in on Kafka, animations out in S3, completion events on `ready` — real broker, real
+S3-compatible server, worker processes started by the CLI."""
+
+import io
+import json
+import urllib.request
+
+from PIL import Image
+
+from schemas import AnimationReady
+
+from .conftest import alert_bytes, consume, publish
+
+TEXTS = [
+    "A fire has broken out in the building",
+    "Flash flood warning for the river district, move to higher ground",
+    "서울 강남구 화재 발생, 인근 주민은 대피하세요",
+    "[기상청] 해안가 지진해일 경보, 즉시 높은 곳으로 대피하십시오",
+    "Magnitude 5.1 earthquake: expect aftershocks",
+]
+
+
+def test_twenty_alerts_become_twenty_animations(pipeline_factory):
+    p = pipeline_factory()
+    worker = p.start_worker()
+    ids = [f"e2e-{i:02d}" for i in range(20)]
+    publish(p.settings, [(i, alert_bytes(i, TEXTS[n % len(TEXTS)])) for n, i in enumerate(ids)])
+
+    records = consume(p.settings, [p.settings.topic_ready], until=lambda r: len(r) >= 20,
+                      timeout=300)
+    events = [AnimationReady.from_bytes(r.value) for r in records]
+    assert sorted(e.alert_id for e in events) == ids, "exactly one event per alert"
+    assert all(r.key.decode() == json.loads(r.value)["alert_id"] for r in records)
+    expected_frames = 8 + 8 * 3  # frames + in-betweens, looped
+    for event in events:
+        with urllib.request.urlopen(event.url, timeout=10) as resp:
+            data = resp.read()
+        gif = Image.open(io.BytesIO(data))
+        assert gif.format == "GIF"
+        assert gif.n_frames == event.frame_count == expected_frames
+        assert len(data) == event.bytes <= 300_000
+        assert event.s3_uri.startswith(f"s3://{p.s3.bucket}/")
+        assert set(event.stage_seconds) == {"ingest", "generate", "score", "mask", "sample",
+                                            "select", "animate"}
+        assert event.subject in {"fire", "flood", "tsunami", "earthquake"}
+
+    # The claim check: no image ever rides in a Kafka message.
+    topics = [p.settings.topic_ready, p.settings.topic_failed,
+              *(p.settings.stage_topic(s) for s in
+                ("generate", "score", "mask", "sample", "select", "animate"))]
+    everything = consume(p.settings, topics, until=lambda r: False, timeout=5)
+    assert len(everything) >= 20 * 7
+    for r in everything:
+        assert len(r.value) < 16_000, (r.topic, len(r.value))
+        assert b"GIF89a" not in r.value and b"\x89PNG" not in r.value
+    assert not [r for r in everything if r.topic == p.settings.topic_failed]
+    assert worker.metric("alertanim_stage_processed", stage="animate") == 20
