@@ -13,6 +13,7 @@ import base64
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import faust
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -54,6 +55,9 @@ class Metrics:
         self.seconds = Histogram("alertanim_stage_seconds", "Seconds a stage spent per message",
                                  ["stage"], registry=r,
                                  buckets=(.05, .1, .25, .5, 1, 2, 4, 8, 16, 32, 64))
+        self.duplicates = Counter("alertanim_stage_duplicates",
+                                  "Redelivered messages whose result had already gone out",
+                                  ["stage"], registry=r)
         self.gpu_bytes = Gauge("alertanim_gpu_memory_bytes", "GPU memory allocated by this worker",
                                registry=r)
 
@@ -139,7 +143,7 @@ def create_app(settings: Settings, runner: StageRunner | None = None) -> faust.A
                     record.reason)
         await publish(failed, alert_id, record.to_bytes())
 
-    async def process(stage: str, raw: bytes) -> None:
+    async def process(stage: str, raw: bytes, source: str) -> None:
         loop = asyncio.get_running_loop()
         alert_id = None
         try:
@@ -150,12 +154,13 @@ def create_app(settings: Settings, runner: StageRunner | None = None) -> faust.A
         if isinstance(payload, StageMessage):
             alert_id = payload.alert_id
         handler = runner.handler(stage)
+        call = partial(handler, raw, source) if stage == "ingest" else partial(handler, payload)
         attempt = 0
         while True:
             attempt += 1
             t0 = time.perf_counter()
             try:
-                result = await loop.run_in_executor(executor, handler, payload)
+                result = await loop.run_in_executor(executor, call)
             except PERMANENT as exc:
                 await fail(stage, raw, exc, attempt, getattr(exc, "alert_id", None) or alert_id)
                 return
@@ -173,16 +178,35 @@ def create_app(settings: Settings, runner: StageRunner | None = None) -> faust.A
                 continue
             metrics.seconds.labels(stage).observe(time.perf_counter() - t0)
             metrics.processed.labels(stage).inc()
-            if isinstance(result, AnimationReady):
+            if result is None:
+                metrics.duplicates.labels(stage).inc()
+            elif isinstance(result, AnimationReady):
                 await publish(ready, result.alert_id, result.to_bytes())
+                await _retrying(stage, lambda: loop.run_in_executor(
+                    executor, runner.mark_emitted, result))
             else:
                 await publish(topic[result.stage], result.alert_id, result.to_bytes())
             return
 
+    async def _retrying(stage: str, thunk) -> None:
+        """Bookkeeping after a send: retried through storage blips; if it still fails the cost
+        is at most one duplicate event on a later redelivery, so it is logged, not fatal."""
+        for attempt in range(1, settings.max_attempts * 4 + 1):
+            try:
+                await thunk()
+                return
+            except Exception as exc:  # noqa: BLE001
+                if not is_transient(exc):
+                    break
+                await asyncio.sleep(min(settings.retry_backoff_max_s,
+                                        settings.retry_backoff_s * 2 ** (attempt - 1)))
+        log.warning("could not record the completion of a %s message", stage)
+
     def make_agent(stage: str):
         async def agent(stream):
-            async for raw in stream:
-                await process(stage, raw)
+            async for event in stream.events():
+                m = event.message
+                await process(stage, event.value, f"{m.topic}:{m.partition}:{m.offset}")
         agent.__name__ = agent.__qualname__ = f"stage_{stage}"
         return app.agent(topic[stage], name=f"alertanim.{stage}", concurrency=1)(agent)
 

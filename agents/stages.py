@@ -111,8 +111,14 @@ class StageRunner:
                                           artifacts=artifacts, attempt=1, **changes))
 
     # -- stages ------------------------------------------------------------------------------
-    def ingest(self, raw: bytes) -> StageMessage | AnimationReady:
-        """Validate, detect reuse of an id, and start a run (or re-emit a finished one)."""
+    def ingest(self, raw: bytes, source: str = "") -> StageMessage | AnimationReady | None:
+        """Validate, tell a redelivery from a re-publication, and start a run.
+
+        `source` names the Kafka record (topic:partition:offset). The same record seen again is a
+        redelivery after a crash: it goes on unless its animation already went out. The same
+        content under a new record is a re-publication: the stored result is sent again, never
+        recomputed. Other content under a used id is refused.
+        """
         t0 = time.perf_counter()
         alert = parse_alert(raw, self.settings.max_text_chars)
         run = self.run_id(alert)
@@ -124,11 +130,13 @@ class StageRunner:
                 raise InvalidAlert("duplicate_id_conflict",
                                    f"alert id {alert.id!r} was already used for different content",
                                    alert.id)
-            done = self.finished(alert.id, run)
-            if done is not None:
-                return done
+            if seen.get("source") != source or self.emitted(alert.id, run):
+                # A re-publication gets the stored result once it exists; while the first run is
+                # still in flight, that run's event is the answer.
+                return self.finished(alert.id, run) if seen.get("source") != source else None
         else:
             self.store.put(akey, json.dumps({"content_hash": digest, "run": run,
+                                             "source": source,
                                              "received_at": time.time()}).encode(),
                            "application/json")
         subject = primary_subject(alert.text, alert.event)
@@ -184,10 +192,12 @@ class StageRunner:
         return self._advance(msg, "select", t0, selected=list(path.indices),
                              artifacts={"frames": [keys[i] for i in path.indices]})
 
-    def animate(self, msg: StageMessage) -> AnimationReady:
+    def animate(self, msg: StageMessage) -> AnimationReady | None:
+        if self.emitted(msg.alert_id, msg.run):
+            return None  # a redelivery after the event went out
         done = self.finished(msg.alert_id, msg.run)
         if done is not None:
-            return done
+            return done  # stored, but the event may not have gone out: send it (again)
         t0 = time.perf_counter()
         gif, webp = animate(self._images(msg.artifacts["frames"]), self.config)
         gif_key = self.key(msg, "animate", "animation.gif")
@@ -210,6 +220,16 @@ class StageRunner:
         self.store.put(self.ready_key(msg.alert_id, msg.run), ready.to_bytes(),
                        "application/json")
         return ready
+
+    def emitted_key(self, alert_id: str, run: str) -> str:
+        return f"runs/{alert_id}/{run}/emitted"
+
+    def emitted(self, alert_id: str, run: str) -> bool:
+        return self.store.exists(self.emitted_key(alert_id, run))
+
+    def mark_emitted(self, ready: AnimationReady) -> None:
+        run = ready.s3_uri.rsplit("/runs/", 1)[1].split("/")[1]
+        self.store.put(self.emitted_key(ready.alert_id, run), b"", "application/octet-stream")
 
     def finished(self, alert_id: str, run: str) -> AnimationReady | None:
         """The stored completion of this run, with a fresh URL, or None."""

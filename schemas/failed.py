@@ -10,7 +10,7 @@ from ._base import Record
 
 class FailureRecord(Record):
     schema_version: Literal[1] = 1
-    alert_id: str | None
+    alert_id: str | None = None
     stage: str
     reason: str  # stable code: not_json, text_too_long, stage_error, ...
     error_class: str
