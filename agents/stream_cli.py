@@ -21,7 +21,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     from .app import create_app, ensure_topics
 
-    settings = _settings(stages=args.stages, web_port=args.web_port, models=args.models)
+    settings = _settings(stages=args.stages, web_port=args.web_port, models=args.models,
+                         app_id=args.app_id)
     asyncio.run(ensure_topics(settings))
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
@@ -105,6 +106,7 @@ def add_commands(sub) -> None:
     worker.add_argument("--stages", help="all, or a subset such as generate,score")
     worker.add_argument("--web-port", type=int, help="health/metrics port (default 6066)")
     worker.add_argument("--models", help="default, tiny, random-full or a directory")
+    worker.add_argument("--app-id", help="consumer group; give each role its own")
     worker.add_argument("--loglevel", default="info")
     worker.set_defaults(func=cmd_worker)
 

@@ -150,3 +150,22 @@ def test_secrets_stay_out_of_logs_and_failure_records(pipeline_factory):
     assert failed and all(secret.encode() not in r.value for r in failed)
     worker.stop()
     assert secret not in worker.log.read_text(errors="replace")
+
+
+def test_scaling_out_then_in_while_alerts_flow(pipeline_factory):
+    """What KEDA does to a role: add a consumer under load, later remove one."""
+    p = pipeline_factory()
+    a = p.start_worker()
+    ids = [f"flow-{i:02d}" for i in range(30)]
+    publish(p.settings, [(i, alert_bytes(i, "Flood warning for the valley")) for i in ids])
+    consume(p.settings, [p.settings.topic_ready], until=lambda r: len(r) >= 3, timeout=180)
+    b = p.start_worker()  # joins the group: partitions rebalance onto it
+    consume(p.settings, [p.settings.topic_ready], until=lambda r: len(r) >= 12, timeout=300)
+    taken_by_b = b.metric("alertanim_stage_processed", stage="ingest") + b.metric(
+        "alertanim_stage_processed", stage="animate")
+    a.stop()  # leaves the group: b takes over every partition
+    seen = ready_ids(p, len(ids), timeout=400)
+    assert sorted(set(seen)) == ids, "nothing lost across two rebalances"
+    assert len(seen) == len(ids), "nothing doubled"
+    assert taken_by_b > 0, "the new worker took a share while both ran"
+    assert b.metric("alertanim_stage_processed", stage="animate") > 0

@@ -1,0 +1,135 @@
+"""The per-message logic without a broker: a LocalStore, a list for the sent messages."""
+
+import asyncio
+import json
+import string
+
+import pytest
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+
+from agents.processing import StageProcessor, is_transient
+from agents.settings import Settings
+from agents.stages import StageRunner
+from agents.storage import LocalStore, StoreUnavailable
+from schemas import FailureRecord, StageMessage
+
+
+class Sent(list):
+    async def __call__(self, topic, key, value):
+        self.append((topic, key, value))
+
+
+def make(tmp_path, **kw):
+    settings = Settings(store="local", local_dir=str(tmp_path), models="tiny",
+                        retry_backoff_s=0.0, **kw)
+    sent = Sent()
+    return StageProcessor(settings, StageRunner(settings, LocalStore(tmp_path)), sent), sent
+
+
+def ingest(processor, raw, source="alerts:0:0"):
+    asyncio.run(processor.process("ingest", raw, source))
+
+
+def test_valid_alert_goes_to_generate(tmp_path):
+    proc, sent = make(tmp_path)
+    ingest(proc, json.dumps({"id": "a1", "text": "서울 화재 발생"}).encode())
+    [(topic, key, value)] = sent
+    msg = StageMessage.from_bytes(value)
+    assert topic == "alertanim.stage.generate" and key == "a1"
+    assert msg.subject == "fire" and msg.stage == "generate" and msg.prompt.isascii()
+
+
+def test_redelivery_of_the_same_record_is_processed_again_until_it_is_emitted(tmp_path):
+    proc, sent = make(tmp_path)
+    raw = json.dumps({"id": "a2", "text": "flood"}).encode()
+    ingest(proc, raw, "alerts:1:5")
+    ingest(proc, raw, "alerts:1:5")
+    assert [t for t, _, _ in sent] == ["alertanim.stage.generate"] * 2
+    # a re-publication (another record) of an alert still in flight adds nothing
+    ingest(proc, raw, "alerts:1:9")
+    assert len(sent) == 2
+    assert proc.metrics.duplicates.labels("ingest")._value.get() == 1
+
+
+def test_non_transient_error_is_retried_then_recorded(tmp_path):
+    proc, sent = make(tmp_path, max_attempts=3)
+    calls = []
+
+    def broken(msg):
+        calls.append(1)
+        raise RuntimeError("model exploded")
+    proc.runner.generate = broken
+    ingest(proc, json.dumps({"id": "a3", "text": "fire"}).encode())
+    _, _, value = sent[0]
+    asyncio.run(proc.process("generate", value))
+    record = FailureRecord.from_bytes(sent[-1][2])
+    assert sent[-1][0] == "failed"
+    assert len(calls) == 3 and record.attempts == 3
+    assert record.stage == "generate" and record.reason == "stage_error"
+    assert record.error_class == "builtins.RuntimeError" and not record.transient
+    assert json.loads(record.payload)["alert"]["id"] == "a3"
+
+
+def test_transient_error_is_retried_longer_and_can_succeed(tmp_path):
+    proc, sent = make(tmp_path, max_attempts=2)
+    ingest(proc, json.dumps({"id": "a4", "text": "fire"}).encode())
+    message = StageMessage.from_bytes(sent[0][2])
+    calls = []
+
+    def flaky(msg):
+        calls.append(1)
+        if len(calls) < 6:
+            raise StoreUnavailable("connection reset")
+        return msg.model_copy(update={"stage": "score"})
+    proc.runner.generate = flaky
+    asyncio.run(proc.process("generate", message.to_bytes()))
+    assert len(calls) == 6 and sent[-1][0] == "alertanim.stage.score"
+    assert proc.metrics.retries.labels("generate")._value.get() == 5
+
+
+def test_garbage_on_an_internal_topic_is_recorded(tmp_path):
+    proc, sent = make(tmp_path)
+    asyncio.run(proc.process("mask", b'{"schema_version": 1}'))
+    record = FailureRecord.from_bytes(sent[0][2])
+    assert record.stage == "mask" and record.reason == "invalid_message"
+
+
+def test_transient_classification():
+    assert is_transient(StoreUnavailable("x")) and is_transient(ConnectionResetError())
+    assert not is_transient(ValueError("x"))
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=10), children, max_size=4), max_leaves=12)
+alertish = st.fixed_dictionaries(
+    {}, optional={"schema_version": st.sampled_from([1, 2, "1", None]),
+                  "id": st.text(string.ascii_letters + string.digits + "-._:/ ", max_size=20)
+                  | st.integers(),
+                  "text": st.text(max_size=60) | st.integers() | st.none(),
+                  "sent": st.text(max_size=30), "language": st.text(max_size=8),
+                  "event": st.text(max_size=20) | st.none()})
+
+
+@pytest.mark.parametrize("kind", ["bytes", "json", "alertish"])
+def test_ingest_never_raises_and_always_answers(tmp_path_factory, kind):
+    strategy = {"bytes": st.binary(max_size=300),
+                "json": json_values.map(lambda v: json.dumps(v).encode()),
+                "alertish": alertish.map(lambda v: json.dumps(v).encode())}[kind]
+
+    @hsettings(max_examples=150, deadline=None,
+               suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(raw=strategy)
+    def check(raw):
+        proc, sent = make(tmp_path_factory.mktemp("store"))
+        ingest(proc, raw)
+        assert len(sent) == 1, "exactly one answer: the next stage or a failure record"
+        topic, _, value = sent[0]
+        if topic == "failed":
+            record = FailureRecord.from_bytes(value)
+            assert record.stage == "ingest" and record.reason and record.message
+        else:
+            assert topic == "alertanim.stage.generate"
+            StageMessage.from_bytes(value)
+    check()
