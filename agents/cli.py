@@ -61,6 +61,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_models(args: argparse.Namespace) -> int:
+    from pipeline.models import ModelsUnavailable, export_models, load_models
+
+    try:
+        models = load_models(args.models)
+    except ModelsUnavailable as exc:
+        print(f"alertanim: {exc}", file=sys.stderr)
+        return 2
+    print(export_models(models, args.dir))
+    return 0
+
+
 def _dtype(name: str):
     import torch
 
@@ -89,6 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--steps", type=int, default=25)
     run.add_argument("--quiet", action="store_true")
     run.set_defaults(func=cmd_run)
+
+    export = sub.add_parser("export-models",
+                            help="write every model into one directory to mount in workers")
+    export.add_argument("dir")
+    export.add_argument("--models", default="default")
+    export.set_defaults(func=cmd_export_models)
 
     from . import stream_cli
 

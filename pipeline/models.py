@@ -122,3 +122,18 @@ def load_models(
         model.to(device).eval()
     return Models(text2img, inpaint, clip, clip_processor, clipseg, clipseg_processor, vit,
                   vit_processor, ids=ids, image_size=size)
+
+
+def export_models(models: Models, root: str | Path) -> Path:
+    """Write `models` as a directory that `load_models(root)` reads: one place to mount in a
+    container, made once where the model hub is reachable."""
+    root = Path(root)
+    models.text2img.save_pretrained(root / "sd")
+    for name, model, processor in (("clip", models.clip, models.clip_processor),
+                                   ("clipseg", models.clipseg, models.clipseg_processor),
+                                   ("vit", models.vit, models.vit_processor)):
+        model.save_pretrained(root / name)
+        processor.save_pretrained(root / name)
+    (root / "alertanim.json").write_text(json.dumps({"image_size": models.image_size,
+                                                     "exported_from": models.ids}))
+    return root

@@ -117,3 +117,16 @@ def test_cli_without_checkpoints_exits_with_a_message(tmp_path):
         env={**__import__("os").environ, "HF_HOME": str(tmp_path)})
     assert proc.returncode == 2
     assert "--models tiny" in proc.stderr
+
+
+def test_exported_directory_loads_and_gives_the_same_images(tiny, tmp_path):
+    from pipeline.generate import generate_candidates
+    from pipeline.models import export_models
+
+    export_models(tiny, tmp_path / "models")
+    again = load_models(str(tmp_path / "models"))
+    assert again.image_size == tiny.image_size
+    assert all(path.startswith(str(tmp_path)) for path in again.ids.values())
+    a = generate_candidates(tiny.text2img, "fire", n=2, seed=4, steps=2, size=64)
+    b = generate_candidates(again.text2img, "fire", n=2, seed=4, steps=2, size=64)
+    assert [i.tobytes() for i in a] == [i.tobytes() for i in b]
