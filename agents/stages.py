@@ -116,7 +116,7 @@ class StageRunner:
 
         `source` names the Kafka record (topic:partition:offset). The same record seen again is a
         redelivery after a crash: it goes on unless its animation already went out. The same
-        content under a new record is a re-publication: the stored result is sent again, never
+        content under a new record is a re-publication: a finished result is sent again, never
         recomputed. Other content under a used id is refused.
         """
         t0 = time.perf_counter()
@@ -130,10 +130,15 @@ class StageRunner:
                 raise InvalidAlert("duplicate_id_conflict",
                                    f"alert id {alert.id!r} was already used for different content",
                                    alert.id)
-            if seen.get("source") != source or self.emitted(alert.id, run):
-                # A re-publication gets the stored result once it exists; while the first run is
-                # still in flight, that run's event is the answer.
-                return self.finished(alert.id, run) if seen.get("source") != source else None
+            if seen.get("source") != source:
+                done = self.finished(alert.id, run)
+                if done is not None:
+                    return done
+                # Still in flight (or failed): run it again rather than risk losing it. Both
+                # copies share a partition at every stage, so the second reaches `animate` after
+                # the first and is suppressed there once the first event went out.
+            elif self.emitted(alert.id, run):
+                return None
         else:
             self.store.put(akey, json.dumps({"content_hash": digest, "run": run,
                                              "source": source,

@@ -11,6 +11,17 @@ def seeded_generator(device, seed: int) -> torch.Generator:
     return torch.Generator(device="cpu" if str(device).startswith("mps") else device).manual_seed(seed)
 
 
+def step_callback(progress: Callable[[int, int], None] | None, total: int):
+    """A diffusers `callback_on_step_end` reporting (step, total) to `progress`, or None."""
+    if progress is None:
+        return None
+
+    def callback(pipe, step, timestep, kwargs):
+        progress(min(step + 1, total), total)
+        return kwargs
+    return callback
+
+
 def generate_candidates(
     text2img,
     prompt: str,
@@ -24,11 +35,6 @@ def generate_candidates(
     progress: Callable[[int, int], None] | None = None,
 ) -> list:
     """`n` PIL candidates for `prompt` in one batched denoising loop."""
-    callback = None
-    if progress is not None:
-        def callback(pipe, step, timestep, kwargs):
-            progress(step + 1, steps)
-            return kwargs
     out = text2img(
         prompt=prompt,
         negative_prompt=negative_prompt,
@@ -38,7 +44,7 @@ def generate_candidates(
         height=size,
         width=size,
         generator=seeded_generator(text2img.device, seed),
-        callback_on_step_end=callback,
+        callback_on_step_end=step_callback(progress, steps),
         output_type="pil",
     )
     return list(out.images)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from PIL import Image
 
-from .generate import seeded_generator
+from .generate import seeded_generator, step_callback
 
 
 def masked_variants(
@@ -27,13 +27,6 @@ def masked_variants(
     guidance: float = 7.5,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[Image.Image]:
-    callback = None
-    if progress is not None:
-        total = max(1, int(steps * strength))
-
-        def callback(pipe, step, timestep, kwargs):
-            progress(min(step + 1, total), total)
-            return kwargs
     out = inpaint(
         prompt=prompt,
         image=image,
@@ -45,7 +38,7 @@ def masked_variants(
         height=image.height,
         width=image.width,
         generator=seeded_generator(inpaint.device, seed),
-        callback_on_step_end=callback,
+        callback_on_step_end=step_callback(progress, max(1, int(steps * strength))),
         output_type="pil",
     )
     return list(out.images)

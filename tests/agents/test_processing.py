@@ -39,15 +39,17 @@ def test_valid_alert_goes_to_generate(tmp_path):
     assert msg.subject == "fire" and msg.stage == "generate" and msg.prompt.isascii()
 
 
-def test_redelivery_of_the_same_record_is_processed_again_until_it_is_emitted(tmp_path):
+def test_redelivery_goes_on_until_the_animation_went_out(tmp_path):
     proc, sent = make(tmp_path)
     raw = json.dumps({"id": "a2", "text": "flood"}).encode()
     ingest(proc, raw, "alerts:1:5")
-    ingest(proc, raw, "alerts:1:5")
-    assert [t for t, _, _ in sent] == ["alertanim.stage.generate"] * 2
-    # a re-publication (another record) of an alert still in flight adds nothing
-    ingest(proc, raw, "alerts:1:9")
-    assert len(sent) == 2
+    ingest(proc, raw, "alerts:1:5")  # redelivered after a crash, nothing sent yet
+    ingest(proc, raw, "alerts:1:9")  # re-published while in flight: not lost either
+    assert [t for t, _, _ in sent] == ["alertanim.stage.generate"] * 3
+    run = StageMessage.from_bytes(sent[0][2]).run
+    proc.runner.store.put(proc.runner.emitted_key("a2", run), b"", "application/octet-stream")
+    ingest(proc, raw, "alerts:1:5")  # redelivered after its event went out
+    assert len(sent) == 3
     assert proc.metrics.duplicates.labels("ingest")._value.get() == 1
 
 

@@ -130,3 +130,28 @@ def test_exported_directory_loads_and_gives_the_same_images(tiny, tmp_path):
     a = generate_candidates(tiny.text2img, "fire", n=2, seed=4, steps=2, size=64)
     b = generate_candidates(again.text2img, "fire", n=2, seed=4, steps=2, size=64)
     assert [i.tobytes() for i in a] == [i.tobytes() for i in b]
+
+
+def test_random_full_preset_has_the_published_architectures():
+    """Parameter counts of the default checkpoints (SD-1.5 UNet/VAE/CLIP-L text encoder, CLIP
+    ViT-B/32, CLIPSeg rd64-refined, ViT-B/16 without its classifier), built on the meta device."""
+    import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import (CLIPConfig, CLIPModel, CLIPSegConfig, CLIPSegForImageSegmentation,
+                              CLIPTextConfig, CLIPTextModel, ViTConfig, ViTModel)
+
+    from pipeline.presets import _specs
+
+    spec = _specs("random-full", vocab=514)
+
+    def params(model):
+        return sum(p.numel() for p in model.parameters())
+
+    with torch.device("meta"):
+        assert params(UNet2DConditionModel(**spec["unet"])) == 859_520_964
+        assert params(AutoencoderKL(**spec["vae"])) == 83_653_863
+        assert params(CLIPTextModel(CLIPTextConfig(**spec["sd_text"]))) == 123_060_480
+        assert params(CLIPModel(CLIPConfig(**spec["clip"]))) == 151_277_313
+        assert params(CLIPSegForImageSegmentation(CLIPSegConfig(**spec["clipseg"]))) == 150_747_746
+        assert params(ViTModel(ViTConfig(**spec["vit"]), add_pooling_layer=False)) == 85_798_656
+    assert spec["image_size"] == 512 and spec["clipseg_size"] == 352
