@@ -16,7 +16,7 @@ import faust
 
 from .processing import Metrics, StageProcessor
 from .settings import Settings
-from .stages import MODEL_STAGES, STAGES, StageRunner, parse_stages
+from .stages import BATCHED, MODEL_STAGES, STAGES, StageRunner, parse_stages
 from .storage import store_from_settings
 
 log = logging.getLogger("alertanim")
@@ -79,11 +79,18 @@ def create_app(settings: Settings, runner: StageRunner | None = None) -> faust.A
     processor = StageProcessor(settings, runner, send, metrics, executor)
 
     def make_agent(stage: str):
-        async def agent(stream):
-            async for event in stream.events():
-                m = event.message
-                await processor.process(stage, event.value,
-                                        f"{m.topic}:{m.partition}:{m.offset}")
+        if stage in BATCHED and settings.batch_max > 1:
+            async def agent(stream):
+                # Faust acks the whole batch only after this body has sent its results.
+                async for raws in stream.take(settings.batch_max,
+                                              within=settings.batch_window_ms / 1000):
+                    await processor.process_many(stage, raws)
+        else:
+            async def agent(stream):
+                async for event in stream.events():
+                    m = event.message
+                    await processor.process(stage, event.value,
+                                            f"{m.topic}:{m.partition}:{m.offset}")
         agent.__name__ = agent.__qualname__ = f"stage_{stage}"
         return app.agent(topic[stage], name=f"alertanim.{stage}", concurrency=1)(agent)
 

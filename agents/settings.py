@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     max_attempts: int = Field(default=3, ge=1)
     retry_backoff_s: float = Field(default=0.5, ge=0)
     retry_backoff_max_s: float = Field(default=10.0, ge=0)
+    # Alerts that arrive together share one GPU batch in the generate and sample stages.
+    batch_max: int = Field(default=4, ge=1)
+    batch_window_ms: int = Field(default=50, ge=0)
 
     # Object store (claim check)
     store: str = "s3"  # s3 | local

@@ -17,8 +17,8 @@ from pipeline import __version__ as PIPELINE_VERSION
 from pipeline.models import Models, load_models
 from pipeline.score import clip_scores
 from pipeline.select import select_frames
-from pipeline.generate import generate_candidates
-from pipeline.sample import masked_variants
+from pipeline.generate import generate_batch
+from pipeline.sample import masked_variants_batch
 from pipeline.subject import primary_subject
 from pipeline.workflow import MethodConfig, animate, run_stage_mask
 from schemas import Alert, AnimationReady, InvalidAlert, StageMessage, parse_alert
@@ -29,6 +29,7 @@ from .storage import ObjectStore, png_bytes, png_image
 STAGES = ("ingest", "generate", "score", "mask", "sample", "select", "animate")
 NEXT = dict(zip(STAGES, STAGES[1:]))
 MODEL_STAGES = {"generate", "score", "mask", "sample", "select"}
+BATCHED = ("generate", "sample")  # stages that batch several alerts into one GPU call
 
 
 def parse_stages(spec: str) -> tuple[str, ...]:
@@ -149,14 +150,19 @@ class StageRunner:
                            subject=subject.word, prompt=subject.prompt, received_at=time.time())
         return self._advance(msg, "ingest", t0)
 
-    def generate(self, msg: StageMessage) -> StageMessage:
+    def generate_many(self, msgs: list[StageMessage]) -> list[StageMessage]:
         t0 = time.perf_counter()
         m = self.models()
         c = self.config
-        images = generate_candidates(m.text2img, msg.prompt, n=c.candidates, seed=msg.seed,
-                                     steps=c.steps, guidance=c.guidance, size=m.image_size)
-        keys = self._put_images(msg, "generate", images)
-        return self._advance(msg, "generate", t0, artifacts={"candidates": keys})
+        batches = generate_batch(m.text2img, [x.prompt for x in msgs], [x.seed for x in msgs],
+                                 n=c.candidates, steps=c.steps, guidance=c.guidance,
+                                 size=m.image_size)
+        return [self._advance(msg, "generate", t0,
+                              artifacts={"candidates": self._put_images(msg, "generate", images)})
+                for msg, images in zip(msgs, batches)]
+
+    def generate(self, msg: StageMessage) -> StageMessage:
+        return self.generate_many([msg])[0]
 
     def score(self, msg: StageMessage) -> StageMessage:
         t0 = time.perf_counter()
@@ -176,16 +182,21 @@ class StageRunner:
                              mask_coverage=result.coverage,
                              subject_mask_coverage=result.subject_coverage)
 
-    def sample(self, msg: StageMessage) -> StageMessage:
+    def sample_many(self, msgs: list[StageMessage]) -> list[StageMessage]:
         t0 = time.perf_counter()
-        [best] = self._images(msg.artifacts["best"])
-        mask = png_image(self.store.get(msg.artifacts["mask"][0])).convert("L")
+        bests = [self._images(x.artifacts["best"])[0] for x in msgs]
+        masks = [png_image(self.store.get(x.artifacts["mask"][0])).convert("L") for x in msgs]
         c = self.config
-        variants = masked_variants(self.models().inpaint, best, mask, msg.prompt, k=c.variants,
-                                   seed=msg.seed + 1, strength=c.strength, steps=c.steps,
-                                   guidance=c.guidance)
-        keys = self._put_images(msg, "sample", variants)
-        return self._advance(msg, "sample", t0, artifacts={"variants": keys})
+        batches = masked_variants_batch(
+            self.models().inpaint, bests, masks, [x.prompt for x in msgs],
+            [x.seed + 1 for x in msgs], k=c.variants, strength=c.strength, steps=c.steps,
+            guidance=c.guidance)
+        return [self._advance(msg, "sample", t0,
+                              artifacts={"variants": self._put_images(msg, "sample", variants)})
+                for msg, variants in zip(msgs, batches)]
+
+    def sample(self, msg: StageMessage) -> StageMessage:
+        return self.sample_many([msg])[0]
 
     def select(self, msg: StageMessage) -> StageMessage:
         t0 = time.perf_counter()
@@ -255,3 +266,6 @@ class StageRunner:
 
     def handler(self, stage: str):
         return getattr(self, stage)
+
+    def batch_handler(self, stage: str):
+        return getattr(self, f"{stage}_many")

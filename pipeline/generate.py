@@ -1,14 +1,22 @@
-"""Stage 1: text → N candidate images, all in one batch, seeded."""
+"""Stage 1: text → N candidate images, all in one batch, seeded.
+
+Every image has its own generator, seeded from (alert seed, image index), so an alert's
+candidates come out the same whether it runs alone or batched with other alerts.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
 
 def seeded_generator(device, seed: int) -> torch.Generator:
     return torch.Generator(device="cpu" if str(device).startswith("mps") else device).manual_seed(seed)
+
+
+def image_generators(device, seeds: Sequence[int], per_seed: int) -> list[torch.Generator]:
+    return [seeded_generator(device, seed * 1024 + i) for seed in seeds for i in range(per_seed)]
 
 
 def step_callback(progress: Callable[[int, int], None] | None, total: int):
@@ -22,29 +30,35 @@ def step_callback(progress: Callable[[int, int], None] | None, total: int):
     return callback
 
 
-def generate_candidates(
+def generate_batch(
     text2img,
-    prompt: str,
+    prompts: Sequence[str],
+    seeds: Sequence[int],
     *,
     n: int,
-    seed: int,
     steps: int = 25,
     guidance: float = 7.5,
     size: int = 512,
-    negative_prompt: str | None = None,
     progress: Callable[[int, int], None] | None = None,
-) -> list:
-    """`n` PIL candidates for `prompt` in one batched denoising loop."""
+) -> list[list]:
+    """`n` PIL candidates for each prompt, every alert's images in one denoising loop."""
+    # Expanded here rather than with num_images_per_prompt, so that image i of the batch lines up
+    # with generator i whatever the number of alerts.
     out = text2img(
-        prompt=prompt,
-        negative_prompt=negative_prompt,
-        num_images_per_prompt=n,
+        prompt=[p for p in prompts for _ in range(n)],
+        num_images_per_prompt=1,
         num_inference_steps=steps,
         guidance_scale=guidance,
         height=size,
         width=size,
-        generator=seeded_generator(text2img.device, seed),
+        generator=image_generators(text2img.device, seeds, n),
         callback_on_step_end=step_callback(progress, steps),
         output_type="pil",
     )
-    return list(out.images)
+    images = list(out.images)
+    return [images[j * n:(j + 1) * n] for j in range(len(prompts))]
+
+
+def generate_candidates(text2img, prompt: str, *, n: int, seed: int, **kwargs) -> list:
+    """`n` PIL candidates for one prompt (see `generate_batch`)."""
+    return generate_batch(text2img, [prompt], [seed], n=n, **kwargs)[0]

@@ -135,3 +135,44 @@ def test_ingest_never_raises_and_always_answers(tmp_path_factory, kind):
             assert topic == "alertanim.stage.generate"
             StageMessage.from_bytes(value)
     check()
+
+
+def advance_to(proc, sent, stage, alert_id, text):
+    """Run one alert through ingest and the stages before `stage`; its message for `stage`."""
+    ingest(proc, json.dumps({"id": alert_id, "text": text}).encode(), f"alerts:0:{alert_id}")
+    current = "generate"
+    while current != stage:
+        asyncio.run(proc.process(current, sent[-1][2]))
+        current = StageMessage.from_bytes(sent[-1][2]).stage
+    return sent[-1][2]
+
+
+@pytest.mark.parametrize("stage", ["generate", "sample"])
+def test_a_batch_of_alerts_gives_one_result_each(tmp_path, tiny, stage):
+    proc, sent = make(tmp_path, steps=2, candidates=2, variants=2)
+    raws = [advance_to(proc, sent, stage, f"b{i}", t) for i, t in
+            enumerate(["fire", "flood", "지진"])]
+    before = len(sent)
+    asyncio.run(proc.process_many(stage, raws + [b"{broken"]))
+    out = sent[before:]
+    assert sorted(key for _, key, _ in out if key) == ["b0", "b1", "b2"]
+    assert [FailureRecord.from_bytes(v).reason for t, _, v in out if t == "failed"] == [
+        "invalid_message"]
+    assert proc.metrics.batch_size.labels(stage)._sum.get() == 3
+
+
+def test_a_failing_batch_is_retried_one_alert_at_a_time(tmp_path, tiny):
+    proc, sent = make(tmp_path, steps=2, candidates=2, max_attempts=1)
+    raws = [advance_to(proc, sent, "generate", f"c{i}", "fire") for i in range(3)]
+    real = proc.runner.generate_many
+
+    def fussy(msgs):
+        if len(msgs) > 1 or msgs[0].alert_id == "c1":
+            raise RuntimeError("out of memory for this batch")
+        return real(msgs)
+    proc.runner.generate_many = fussy
+    proc.runner.generate = lambda msg: fussy([msg])[0]
+    before = len(sent)
+    asyncio.run(proc.process_many("generate", raws))
+    topics = {key: topic for topic, key, _ in sent[before:]}
+    assert topics == {"c0": "alertanim.stage.score", "c1": "failed", "c2": "alertanim.stage.score"}

@@ -155,3 +155,29 @@ def test_random_full_preset_has_the_published_architectures():
         assert params(CLIPSegForImageSegmentation(CLIPSegConfig(**spec["clipseg"]))) == 150_747_746
         assert params(ViTModel(ViTConfig(**spec["vit"]), add_pooling_layer=False)) == 85_798_656
     assert spec["image_size"] == 512 and spec["clipseg_size"] == 352
+
+
+def test_alerts_batched_together_get_their_own_images(tiny):
+    import numpy as np
+
+    from pipeline.generate import generate_batch, generate_candidates
+    from pipeline.sample import masked_variants, masked_variants_batch
+
+    prompts, seeds = ["fire in a building", "flood in the street"], [3, 9]
+    batched = generate_batch(tiny.text2img, prompts, seeds, n=3, steps=3, size=64)
+    for prompt, seed, images in zip(prompts, seeds, batched):
+        alone = generate_candidates(tiny.text2img, prompt, n=3, seed=seed, steps=3, size=64)
+        for a, b in zip(images, alone):
+            diff = np.abs(np.asarray(a, np.int16) - np.asarray(b, np.int16))
+            assert diff.max() <= 2, "batching changes an alert's images only by rounding"
+    assert batched[0][0].tobytes() != batched[1][0].tobytes()
+
+    masks = [Image.new("L", (64, 64), 255), Image.new("L", (64, 64), 0)]
+    masks[1].paste(255, (0, 0, 32, 64))
+    many = masked_variants_batch(tiny.inpaint, [batched[0][0], batched[1][0]], masks, prompts,
+                                 seeds, k=2, steps=3)
+    assert [len(v) for v in many] == [2, 2]
+    alone = masked_variants(tiny.inpaint, batched[1][0], masks[1], prompts[1], k=2, seed=seeds[1],
+                            steps=3)
+    diff = np.abs(np.asarray(many[1][1], np.int16) - np.asarray(alone[1], np.int16))
+    assert diff.max() <= 2

@@ -134,12 +134,12 @@ class Worker:
             time.sleep(0.5)
         raise TimeoutError(f"worker not ready after {timeout}s:\n" + self.log.read_text()[-4000:])
 
-    def metric(self, name: str, **labels) -> float:
+    def metric(self, name: str, suffix: str = "_total", **labels) -> float:
         _, body = self.get("/metrics")
         want = ",".join(f'{k}="{v}"' for k, v in labels.items())
         total = 0.0
         for line in body.decode().splitlines():
-            if line.startswith(f"{name}_total{{") and want in line:
+            if line.startswith(f"{name}{suffix}{{") and want in line:
                 total += float(line.rsplit(" ", 1)[1])
         return total
 

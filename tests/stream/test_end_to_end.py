@@ -55,3 +55,7 @@ def test_twenty_alerts_become_twenty_animations(pipeline_factory):
         assert b"GIF89a" not in r.value and b"\x89PNG" not in r.value
     assert not [r for r in everything if r.topic == p.settings.topic_failed]
     assert worker.metric("alertanim_stage_processed", stage="animate") == 20
+    # 20 alerts at once: the generate stage put several of them in one GPU batch
+    batches = worker.metric("alertanim_stage_batch_size", "_count", stage="generate")
+    in_batches = worker.metric("alertanim_stage_batch_size", "_sum", stage="generate")
+    assert batches >= 1 and in_batches > batches, (batches, in_batches)
