@@ -79,7 +79,8 @@ def create_app(settings: Settings, runner: StageRunner | None = None) -> faust.A
     processor = StageProcessor(settings, runner, send, metrics, executor)
 
     def make_agent(stage: str):
-        if stage in BATCHED and settings.batch_max > 1:
+        # (a zero window would make Faust wait for a full batch: that means no batching)
+        if stage in BATCHED and settings.batch_max > 1 and settings.batch_window_ms > 0:
             async def agent(stream):
                 # Faust acks the whole batch only after this body has sent its results.
                 async for raws in stream.take(settings.batch_max,

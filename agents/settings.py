@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     retry_backoff_max_s: float = Field(default=10.0, ge=0)
     # Alerts that arrive together share one GPU batch in the generate and sample stages.
     batch_max: int = Field(default=4, ge=1)
-    batch_window_ms: int = Field(default=50, ge=0)
+    batch_window_ms: int = Field(default=50, ge=0)  # 0 (or batch_max 1) turns batching off
 
     # Object store (claim check)
     store: str = "s3"  # s3 | local
