@@ -14,6 +14,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from functools import partial
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from schemas import AnimationReady, FailureRecord, InvalidAlert, StageMessage
@@ -31,7 +32,7 @@ PERMANENT = (InvalidAlert, ValidationError)
 
 def is_transient(exc: BaseException) -> bool:
     """Errors that waiting can fix: the store or network briefly gone, GPU memory pressure."""
-    if isinstance(exc, (StoreUnavailable, ConnectionError, TimeoutError)):
+    if isinstance(exc, (StoreUnavailable, ConnectionError, TimeoutError, KafkaError)):
         return True
     try:
         import torch
@@ -82,6 +83,22 @@ class StageProcessor:
         self.send = send
         self.metrics = metrics or Metrics()
         self.executor = executor or ThreadPoolExecutor(1, thread_name_prefix="alertanim-gpu")
+
+    async def _send(self, topic: str, key: str | None, value: bytes) -> None:
+        """Send, waiting out a broker that is away: nothing can move without it, and giving up
+        would ack the input with no output. Offsets stay uncommitted meanwhile, so a worker
+        stopped here sees the message again after restart."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await self.send(topic, key, value)
+                return
+            except Exception as exc:  # noqa: BLE001
+                if not is_transient(exc):
+                    raise
+                log.warning("send to %s failed (attempt %d), retrying: %r", topic, attempt, exc)
+                await asyncio.sleep(self._backoff(attempt))
 
     def _backoff(self, attempt: int) -> float:
         s = self.settings
@@ -169,11 +186,11 @@ class StageProcessor:
         if result is None:
             self.metrics.duplicates.labels(stage).inc()
         elif isinstance(result, AnimationReady):
-            await self.send(self.settings.topic_ready, result.alert_id, result.to_bytes())
+            await self._send(self.settings.topic_ready, result.alert_id, result.to_bytes())
             await self._record_emitted(result)
         else:
-            await self.send(self.settings.stage_topic(result.stage), result.alert_id,
-                            result.to_bytes())
+            await self._send(self.settings.stage_topic(result.stage), result.alert_id,
+                             result.to_bytes())
 
     async def _record_emitted(self, ready: AnimationReady) -> None:
         """Retried through storage blips; if it still fails the cost is at most one duplicate
@@ -209,4 +226,4 @@ class StageProcessor:
         self.metrics.failed.labels(stage, record.reason).inc()
         log.warning("alert %s failed at %s after %d attempt(s): %s", alert_id, stage, attempts,
                     record.reason)
-        await self.send(self.settings.topic_failed, alert_id, record.to_bytes())
+        await self._send(self.settings.topic_failed, alert_id, record.to_bytes())

@@ -176,3 +176,20 @@ def test_a_failing_batch_is_retried_one_alert_at_a_time(tmp_path, tiny):
     asyncio.run(proc.process_many("generate", raws))
     topics = {key: topic for topic, key, _ in sent[before:]}
     assert topics == {"c0": "alertanim.stage.score", "c1": "failed", "c2": "alertanim.stage.score"}
+
+
+def test_a_broker_that_is_away_is_waited_for(tmp_path):
+    from aiokafka.errors import KafkaConnectionError
+
+    proc, sent = make(tmp_path)
+    failures = []
+
+    async def flaky_send(topic, key, value):
+        if len(failures) < 3:
+            failures.append(topic)
+            raise KafkaConnectionError("broker away")
+        sent.append((topic, key, value))
+    proc.send = flaky_send
+    ingest(proc, json.dumps({"id": "k1", "text": "fire"}).encode())
+    assert len(failures) == 3
+    assert [(t, k) for t, k, _ in sent] == [("alertanim.stage.generate", "k1")]
