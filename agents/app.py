@@ -61,14 +61,10 @@ def create_app(settings: Settings, runner: StageRunner | None = None) -> faust.A
     )
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alertanim-gpu")
     metrics = Metrics()
-    app.alertanim_runner = runner
-    app.alertanim_metrics = metrics
-    topic = {s: app.topic(settings.stage_topic(s)) for s in STAGES[1:]}
-    topic["ingest"] = app.topic(settings.topic_alerts)
-    ready = app.topic(settings.topic_ready)
-    failed = app.topic(settings.topic_failed)
-
-    topics = {t.get_topic_name(): t for t in (*topic.values(), ready, failed)}
+    source = {"ingest": settings.topic_alerts,
+              **{s: settings.stage_topic(s) for s in STAGES[1:]}}
+    topics = {name: app.topic(name)
+              for name in (*source.values(), settings.topic_ready, settings.topic_failed)}
 
     async def send(name: str, key: str | None, value: bytes) -> None:
         # force: send now rather than when the offset commits, and wait for the broker's ack so
@@ -93,7 +89,7 @@ def create_app(settings: Settings, runner: StageRunner | None = None) -> faust.A
                     await processor.process(stage, event.value,
                                             f"{m.topic}:{m.partition}:{m.offset}")
         agent.__name__ = agent.__qualname__ = f"stage_{stage}"
-        return app.agent(topic[stage], name=f"alertanim.{stage}", concurrency=1)(agent)
+        return app.agent(topics[source[stage]], name=f"alertanim.{stage}", concurrency=1)(agent)
 
     for stage in stages:
         make_agent(stage)
@@ -101,7 +97,12 @@ def create_app(settings: Settings, runner: StageRunner | None = None) -> faust.A
     if MODEL_STAGES & set(stages):
         @app.task
         async def load_models_on_start() -> None:
-            await asyncio.get_running_loop().run_in_executor(executor, runner.models)
+            try:
+                await asyncio.get_running_loop().run_in_executor(executor, runner.models)
+            except Exception as exc:  # noqa: BLE001 - a worker without models must not linger
+                log.error("cannot load models %r: %s", settings.models, exc)
+                await app.crash(exc)
+                return
             log.info("models loaded: %s", settings.models)
 
     def ready_now() -> tuple[bool, str]:

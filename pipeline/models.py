@@ -72,7 +72,8 @@ def resolve_ids(source: str, cache_dir: Path | None = None) -> tuple[dict[str, s
     root = Path(source)
     if not root.is_dir():
         raise ModelsUnavailable(
-            f"--models {source!r} is neither 'default', a preset {PRESETS}, nor a directory")
+            f"--models {source!r} is neither 'default', a preset {PRESETS}, nor a directory "
+            "(offline, --models tiny gives small random-weight models)")
     meta = json.loads((root / "alertanim.json").read_text()) if (root / "alertanim.json").exists() else {}
     ids = {name: str(root / name) for name in DEFAULT_IDS}
     return ids, int(meta.get("image_size", 512))

@@ -59,3 +59,18 @@ def test_twenty_alerts_become_twenty_animations(pipeline_factory):
     batches = worker.metric("alertanim_stage_batch_size", "_count", stage="generate")
     in_batches = worker.metric("alertanim_stage_batch_size", "_sum", stage="generate")
     assert batches >= 1 and in_batches > batches, (batches, in_batches)
+
+
+def test_a_worker_whose_models_cannot_load_exits(pipeline_factory, tmp_path):
+    import subprocess
+
+    p = pipeline_factory(models=str(tmp_path / "no-such-models"))
+    worker = p.start_worker(wait=False)
+    try:
+        code = worker.proc.wait(120)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        raise AssertionError("the worker kept running without its models")
+    assert code != 0
+    log = worker.log.read_text(errors="replace")
+    assert "cannot load models" in log and "--models tiny" in log
