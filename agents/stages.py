@@ -14,14 +14,14 @@ import time
 from dataclasses import dataclass, field
 
 from pipeline import __version__ as PIPELINE_VERSION
-from pipeline.models import Models, load_models
+from pipeline.models import DEFAULT_IDS, Models, load_models
 from pipeline.score import clip_scores
 from pipeline.select import select_frames
 from pipeline.generate import generate_batch
 from pipeline.sample import masked_variants_batch
 from pipeline.subject import primary_subject
 from pipeline.workflow import MethodConfig, animate, run_stage_mask
-from schemas import Alert, AnimationReady, InvalidAlert, StageMessage, parse_alert
+from schemas import AnimationReady, InvalidAlert, StageMessage, parse_alert
 
 from .settings import Settings
 from .storage import ObjectStore, png_bytes, png_image
@@ -80,13 +80,19 @@ class StageRunner:
         return self._models is not None
 
     # -- keys --------------------------------------------------------------------------------
-    def run_id(self, alert: Alert) -> str:
+    @property
+    def run_id(self) -> str:
+        """Names everything one configuration produces for an alert: the method's settings, the
+        model source and the pipeline version."""
         basis = f"{self.config.fingerprint()}|{self.settings.models}|{PIPELINE_VERSION}"
         return hashlib.sha256(basis.encode()).hexdigest()[:12]
 
     @staticmethod
-    def key(msg: StageMessage, stage: str, name: str) -> str:
-        return f"runs/{msg.alert_id}/{msg.run}/{stage}/{name}"
+    def artifact_key(alert_id: str, run: str, stage: str, name: str) -> str:
+        return f"runs/{alert_id}/{run}/{stage}/{name}"
+
+    def key(self, msg: StageMessage, stage: str, name: str) -> str:
+        return self.artifact_key(msg.alert_id, msg.run, stage, name)
 
     @staticmethod
     def alert_key(alert_id: str) -> str:
@@ -122,7 +128,7 @@ class StageRunner:
         """
         t0 = time.perf_counter()
         alert = parse_alert(raw, self.settings.max_text_chars)
-        run = self.run_id(alert)
+        run = self.run_id
         digest = alert.content_hash()
         akey = self.alert_key(alert.id)
         if self.store.exists(akey):
@@ -232,7 +238,7 @@ class StageRunner:
             clip_score=msg.scores[msg.best_index] if msg.best_index is not None else 0.0,
             subject=msg.subject, stage_seconds=seconds,
             latency_seconds=round(time.time() - msg.received_at, 4),
-            model_ids=self._model_ids(), pipeline_version=PIPELINE_VERSION, **extra)
+            model_ids=self._model_ids(), pipeline_version=PIPELINE_VERSION, run=msg.run, **extra)
         self.store.put(self.ready_key(msg.alert_id, msg.run), ready.to_bytes(),
                        "application/json")
         return ready
@@ -244,8 +250,7 @@ class StageRunner:
         return self.store.exists(self.emitted_key(alert_id, run))
 
     def mark_emitted(self, ready: AnimationReady) -> None:
-        run = ready.s3_uri.rsplit("/runs/", 1)[1].split("/")[1]
-        self.store.put(self.emitted_key(ready.alert_id, run), b"", "application/octet-stream")
+        self.store.put(self.emitted_key(ready.alert_id, ready.run), b"", "application/octet-stream")
 
     def finished(self, alert_id: str, run: str) -> AnimationReady | None:
         """The stored completion of this run, with a fresh URL, or None."""
@@ -253,13 +258,11 @@ class StageRunner:
         if not self.store.exists(rkey):
             return None
         ready = AnimationReady.from_bytes(self.store.get(rkey))
-        gif_key = f"runs/{alert_id}/{run}/animate/animation.gif"
+        gif_key = self.artifact_key(alert_id, run, "animate", "animation.gif")
         url, expires = self.store.url(gif_key, self.settings.presign_expiry_s)
         return ready.model_copy(update={"url": url, "url_expires_at": expires})
 
     def _model_ids(self) -> dict[str, str]:
-        from pipeline.models import DEFAULT_IDS
-
         if self.settings.models == "default":
             return dict(DEFAULT_IDS)
         return {name: f"{self.settings.models}:{name}" for name in DEFAULT_IDS}

@@ -25,5 +25,6 @@ class AnimationReady(Record):
     latency_seconds: float  # ingest → this event
     model_ids: dict[str, str]
     pipeline_version: str
+    run: str  # fingerprint of the configuration that made it (method settings, models, version)
     webp_s3_uri: str | None = None
     webp_url: str | None = None
