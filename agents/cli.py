@@ -10,17 +10,14 @@ from pathlib import Path
 
 
 def _progress(stream=sys.stderr):
-    last: dict[str, int] = {}
+    tty = stream.isatty()
 
     def report(stage: str, done: int, total: int) -> None:
-        if total > 1 and last.get(stage) == done:
-            return
-        last[stage] = done
-        end = "\n" if done >= total else ""
-        prefix = "\r" if stream.isatty() else ""
-        if total > 1 and not stream.isatty() and done < total:
+        if done < total and not tty:
             return  # in logs, one line per stage
-        stream.write(f"{prefix}[{stage:>8}] {done}/{total}{end}")
+        start = "\r" if tty else ""
+        end = "\n" if done >= total else ""
+        stream.write(f"{start}[{stage:>8}] {done}/{total}{end}")
         stream.flush()
     return report
 

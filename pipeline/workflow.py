@@ -21,8 +21,6 @@ from .score import PERCENT, Scores, clip_scores
 from .select import FramePath, select_frames
 from .subject import Subject, primary_subject
 
-STAGES = ("subject", "generate", "score", "mask", "sample", "select", "animate")
-
 Progress = Callable[[str, int, int], None]
 
 

@@ -76,13 +76,8 @@ class Pipeline:
     def make_settings(self):
         from agents.settings import Settings
 
-        saved = dict(os.environ)
-        os.environ.update(self.env)
-        try:
-            return Settings()
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
+        return Settings(**{k.removeprefix("ALERTANIM_").lower(): v for k, v in self.env.items()
+                           if k.startswith("ALERTANIM_") and k != "ALERTANIM_CACHE"})
 
     def start_worker(self, stages: str = "all", wait: bool = True) -> "Worker":
         worker = Worker(self.env, stages, log_dir=Path(os.environ.get("ALERTANIM_TEST_LOGS", "/tmp")))
