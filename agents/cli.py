@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from pipeline.accel import COMPILE_MODES
+
 
 def _progress(stream=sys.stderr):
     tty = stream.isatty()
@@ -25,15 +27,18 @@ def _progress(stream=sys.stderr):
 def cmd_run(args: argparse.Namespace) -> int:
     import torch
 
-    from pipeline.models import ModelsUnavailable, load_models
+    from pipeline.accel import FastPath
+    from pipeline.models import ModelsUnavailable, load_models, resolve_device
     from pipeline.workflow import MethodConfig, run_workflow
 
     torch.use_deterministic_algorithms(True, warn_only=True)
     config = MethodConfig(candidates=args.candidates, variants=args.variants, frames=args.frames,
                           inbetween=args.inbetween, steps=args.steps)
+    device, dtype = resolve_device(args.device, args.dtype)
     try:
-        models = load_models(args.models, device=args.device, dtype=_dtype(args.dtype))
-    except ModelsUnavailable as exc:
+        fast = FastPath.named(args.fast, device, args.compile)
+        models = load_models(args.models, device=device, dtype=dtype, fast=fast)
+    except (ModelsUnavailable, ValueError) as exc:
         print(f"alertanim: {exc}", file=sys.stderr)
         return 2
     result = run_workflow(models, args.text, seed=args.seed, config=config,
@@ -70,12 +75,6 @@ def cmd_export_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dtype(name: str):
-    import torch
-
-    return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[name]
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="alertanim", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -88,8 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="write the summary as JSON to this path, or stdout when no path")
     run.add_argument("--models", default="default",
                      help="'default' (public checkpoints), 'tiny', 'random-full', or a directory")
-    run.add_argument("--device", default="cuda" if _cuda() else "cpu")
-    run.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
+    run.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda, cuda:1...")
+    run.add_argument("--dtype", default="auto", choices=("auto", "float32", "float16", "bfloat16"),
+                     help="auto: float16 on cuda, float32 on a cpu")
+    run.add_argument("--fast", default="auto", choices=("auto", "on", "off"),
+                     help="the execution fast path (fused QKV, channels_last, VAE slicing); "
+                          "auto: on for cuda")
+    run.add_argument("--compile", default="off", choices=COMPILE_MODES,
+                     help="torch.compile the UNet with this mode (minutes of compilation first)")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--candidates", type=int, default=10)
     run.add_argument("--variants", type=int, default=16)
@@ -109,15 +114,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     stream_cli.add_commands(sub)
     return parser
-
-
-def _cuda() -> bool:
-    try:
-        import torch
-
-        return torch.cuda.is_available()
-    except ImportError:  # pragma: no cover
-        return False
 
 
 def main(argv: list[str] | None = None) -> int:

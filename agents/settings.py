@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -52,7 +54,12 @@ class Settings(BaseSettings):
     # Models
     models: str = "default"  # default | tiny | random-full | a directory
     device: str = "auto"  # auto picks cuda when present
-    dtype: str = "auto"  # auto: float16 on cuda, float32 on cpu
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"  # auto: float16 on cuda
+    # The execution levers of pipeline.accel: auto turns them on for CUDA. Compiling the UNet
+    # (a torch.compile mode) costs minutes per batch shape at start, then runs faster.
+    fast_path: Literal["auto", "on", "off"] = "auto"
+    compile: Literal["off", "default", "max-autotune", "max-autotune-no-cudagraphs",
+                     "reduce-overhead"] = "off"
 
     # Method (defaults are the method's; see pipeline.workflow.MethodConfig)
     candidates: int = Field(default=10, ge=1)

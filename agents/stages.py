@@ -14,7 +14,8 @@ import time
 from dataclasses import dataclass, field
 
 from pipeline import __version__ as PIPELINE_VERSION
-from pipeline.models import DEFAULT_IDS, Models, load_models
+from pipeline.accel import FastPath
+from pipeline.models import DEFAULT_IDS, Models, load_models, resolve_device
 from pipeline.score import clip_scores
 from pipeline.select import select_frames
 from pipeline.generate import generate_batch
@@ -46,17 +47,6 @@ def seed_for(alert_id: str) -> int:
     return int.from_bytes(hashlib.sha256(alert_id.encode()).digest()[:4], "big") & 0x7FFFFFFF
 
 
-def resolve_device(device: str, dtype: str):
-    import torch
-
-    dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-    if dtype == "auto":
-        dt = torch.float16 if dev.startswith("cuda") else torch.float32
-    else:
-        dt = getattr(torch, dtype)
-    return dev, dt
-
-
 @dataclass
 class StageRunner:
     settings: Settings
@@ -71,8 +61,10 @@ class StageRunner:
     def models(self) -> Models:
         with self._lock:
             if self._models is None:
-                device, dtype = resolve_device(self.settings.device, self.settings.dtype)
-                self._models = load_models(self.settings.models, device=device, dtype=dtype)
+                s = self.settings
+                device, dtype = resolve_device(s.device, s.dtype)
+                self._models = load_models(s.models, device=device, dtype=dtype,
+                                           fast=FastPath.named(s.fast_path, device, s.compile))
             return self._models
 
     @property

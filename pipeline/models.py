@@ -15,6 +15,8 @@ from pathlib import Path
 
 import torch
 
+from .accel import FastPath, apply_fast_path
+
 DEFAULT_IDS = {
     "sd": "stable-diffusion-v1-5/stable-diffusion-v1-5",
     "clip": "openai/clip-vit-base-patch32",
@@ -41,6 +43,7 @@ class Models:
     vit_processor: object
     ids: dict[str, str] = field(default_factory=dict)
     image_size: int = 512
+    fast_path: list[str] = field(default_factory=list)  # the execution levers applied
 
     @property
     def latent_cell(self) -> int:
@@ -50,6 +53,18 @@ class Models:
     @property
     def device(self) -> torch.device:
         return self.text2img.device
+
+
+def resolve_device(device: str = "auto", dtype: str = "auto") -> tuple[str, torch.dtype]:
+    """`auto` picks CUDA when present, and float16 there (float32 on a CPU)."""
+    dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    if dtype == "auto":
+        return dev, torch.float16 if dev.startswith("cuda") else torch.float32
+    try:
+        return dev, {"float32": torch.float32, "float16": torch.float16,
+                     "bfloat16": torch.bfloat16}[dtype]
+    except KeyError:
+        raise ValueError(f"dtype {dtype!r} is not one of auto, float32, float16, bfloat16") from None
 
 
 def default_cache_dir() -> Path:
@@ -84,7 +99,10 @@ def load_models(
     device: str | torch.device = "cpu",
     dtype: torch.dtype | None = None,
     cache_dir: Path | None = None,
+    fast: FastPath | None = None,
 ) -> Models:
+    """Load every model onto `device`. `fast` picks the execution levers (see pipeline.accel);
+    None means the device's default, which on CUDA is the whole fast path but compilation."""
     from diffusers import (DPMSolverMultistepScheduler, StableDiffusionInpaintPipeline,
                            StableDiffusionPipeline)
     from transformers import (CLIPModel, CLIPProcessor, CLIPSegForImageSegmentation,
@@ -116,13 +134,14 @@ def load_models(
         text2img.scheduler.config, algorithm_type="dpmsolver++")
     text2img.set_progress_bar_config(disable=True)
     text2img.to(device)
+    applied = apply_fast_path(text2img, FastPath.auto(device) if fast is None else fast)
     # The inpainting pipeline shares the text-to-image modules: one copy of the weights.
     inpaint = StableDiffusionInpaintPipeline(**text2img.components, requires_safety_checker=False)
     inpaint.set_progress_bar_config(disable=True)
     for model in (clip, clipseg, vit):
         model.to(device).eval()
     return Models(text2img, inpaint, clip, clip_processor, clipseg, clipseg_processor, vit,
-                  vit_processor, ids=ids, image_size=size)
+                  vit_processor, ids=ids, image_size=size, fast_path=applied)
 
 
 def export_models(models: Models, root: str | Path) -> Path:

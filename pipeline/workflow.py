@@ -7,16 +7,16 @@ default and the reference the agents are tested against.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 from PIL import Image
 
 from .animate import MMS_BYTES, Animation, encode_gif, encode_webp
-from .generate import generate_candidates
+from .generate import generate_batch
 from .mask import MaskResult, subject_mask
 from .models import Models
-from .sample import masked_variants
+from .sample import masked_variants_batch
 from .score import PERCENT, Scores, clip_scores
 from .select import FramePath, select_frames
 from .subject import Subject, primary_subject
@@ -105,6 +105,107 @@ def animate(frames: list[Image.Image], config: MethodConfig) -> tuple[Animation,
     return gif, webp
 
 
+@dataclass
+class Frames:
+    """One alert up to its chosen frames: the GPU part of the method."""
+
+    text: str
+    subject: Subject
+    candidates: list[Image.Image]
+    scores: Scores
+    mask: MaskResult
+    variants: list[Image.Image]
+    path: FramePath
+    frames: list[Image.Image]
+    seconds: dict[str, float]
+
+
+def run_frames_batch(
+    models: Models,
+    texts: Sequence[str],
+    seeds: Sequence[int],
+    *,
+    config: MethodConfig = MethodConfig(),
+    events: Sequence[str | None] | None = None,
+    progress: Progress | None = None,
+) -> list[Frames]:
+    """Every stage before the animation, for alerts that arrived together: text-to-image and
+    masked sampling run once for the whole batch, the other stages alert by alert. An alert's
+    images depend on its own seed only, not on its batch. A batched stage's seconds are the
+    batch's."""
+    events = list(events) if events is not None else [None] * len(texts)
+    seconds: list[dict[str, float]] = [{} for _ in texts]
+
+    def report(name: str):
+        def fn(done: int, total: int) -> None:
+            if progress:
+                progress(name, done, total)
+        return fn
+
+    def timed(name, fn, *args, rows=None, **kwargs):
+        t0 = time.perf_counter()
+        out = fn(*args, **kwargs)
+        for row in (range(len(texts)) if rows is None else rows):
+            seconds[row][name] = seconds[row].get(name, 0.0) + time.perf_counter() - t0
+        if "progress" not in kwargs:  # stepped stages have reported their own progress
+            report(name)(1, 1)
+        return out
+
+    t_start = time.perf_counter()
+    subjects = [timed("subject", primary_subject, text, event, rows=[j])
+                for j, (text, event) in enumerate(zip(texts, events))]
+    prompts = [s.prompt for s in subjects]
+    candidates = timed("generate", generate_batch, models.text2img, prompts, seeds,
+                       n=config.candidates, steps=config.steps, guidance=config.guidance,
+                       size=models.image_size, progress=report("generate"))
+    scores = [timed("score", clip_scores, models.clip, models.clip_processor, images, prompt,
+                    config.score_weight, rows=[j])
+              for j, (images, prompt) in enumerate(zip(candidates, prompts))]
+    bests = [images[s.best_index] for images, s in zip(candidates, scores)]
+    masks = [timed("mask", run_stage_mask, models, best, subject.word, config, seed, rows=[j])
+             for j, (best, subject, seed) in enumerate(zip(bests, subjects, seeds))]
+    variants = timed("sample", masked_variants_batch, models.inpaint, bests,
+                     [m.image() for m in masks], prompts, [seed + 1 for seed in seeds],
+                     k=config.variants, strength=config.strength, steps=config.steps,
+                     guidance=config.guidance, progress=report("sample"))
+    out = []
+    for j, text in enumerate(texts):
+        frames, path, _ = timed("select", select_frames, models.vit, models.vit_processor,
+                                bests[j], variants[j], config.frames, config.loop, rows=[j])
+        seconds[j]["frames_total"] = time.perf_counter() - t_start
+        out.append(Frames(text, subjects[j], candidates[j], scores[j], masks[j], variants[j],
+                          path, frames, seconds[j]))
+    return out
+
+
+def finish(frames: Frames, config: MethodConfig = MethodConfig(),
+           progress: Progress | None = None) -> WorkflowResult:
+    """The CPU part: encode the animation. Runs beside the next alerts' GPU work."""
+    t0 = time.perf_counter()
+    gif, webp = animate(frames.frames, config)
+    seconds = dict(frames.seconds)
+    seconds["animate"] = time.perf_counter() - t0
+    seconds["total"] = seconds.pop("frames_total") + seconds["animate"]
+    if progress:
+        progress("animate", 1, 1)
+    return WorkflowResult(frames.text, frames.subject, frames.candidates, frames.scores,
+                          frames.mask, frames.variants, frames.path, frames.frames, gif, webp,
+                          seconds)
+
+
+def run_workflow_batch(
+    models: Models,
+    texts: Sequence[str],
+    seeds: Sequence[int],
+    *,
+    config: MethodConfig = MethodConfig(),
+    events: Sequence[str | None] | None = None,
+) -> list[WorkflowResult]:
+    """Alerts that arrived together, in one batch (see `run_frames_batch`)."""
+    return [finish(f, config) for f in run_frames_batch(models, texts, seeds, config=config,
+                                                          events=events)]
+
+
 def run_workflow(
     models: Models,
     text: str,
@@ -114,38 +215,7 @@ def run_workflow(
     event: str | None = None,
     progress: Progress | None = None,
 ) -> WorkflowResult:
-    seconds: dict[str, float] = {}
-
-    def step(name: str):
-        def report(done: int, total: int) -> None:
-            if progress:
-                progress(name, done, total)
-        return report
-
-    def timed(name, fn, *args, **kwargs):
-        t0 = time.perf_counter()
-        out = fn(*args, **kwargs)
-        seconds[name] = time.perf_counter() - t0
-        if "progress" not in kwargs:  # stepped stages have reported their own progress
-            step(name)(1, 1)
-        return out
-
-    t_start = time.perf_counter()
-    subject = timed("subject", primary_subject, text, event)
-    candidates = timed("generate", generate_candidates, models.text2img, subject.prompt,
-                       n=config.candidates, seed=seed, steps=config.steps,
-                       guidance=config.guidance, size=models.image_size,
-                       progress=step("generate"))
-    scores = timed("score", clip_scores, models.clip, models.clip_processor, candidates,
-                   subject.prompt, config.score_weight)
-    best = candidates[scores.best_index]
-    mask = timed("mask", run_stage_mask, models, best, subject.word, config, seed)
-    variants = timed("sample", masked_variants, models.inpaint, best, mask.image(), subject.prompt,
-                     k=config.variants, seed=seed + 1, strength=config.strength,
-                     steps=config.steps, guidance=config.guidance, progress=step("sample"))
-    frames, path, _ = timed("select", select_frames, models.vit, models.vit_processor, best,
-                            variants, config.frames, config.loop)
-    gif, webp = timed("animate", animate, frames, config)
-    seconds["total"] = time.perf_counter() - t_start
-    return WorkflowResult(text, subject, candidates, scores, mask, variants, path, frames, gif,
-                          webp, seconds)
+    """One alert, every stage in-process (the embedded default)."""
+    [frames] = run_frames_batch(models, [text], [seed], config=config, events=[event],
+                                progress=progress)
+    return finish(frames, config, progress)

@@ -181,3 +181,26 @@ def test_alerts_batched_together_get_their_own_images(tiny):
                             steps=3)
     diff = np.abs(np.asarray(many[1][1], np.int16) - np.asarray(alone[1], np.int16))
     assert diff.max() <= 2
+
+
+def test_workflow_batch_gives_each_alert_what_it_gets_alone(tiny):
+    import numpy as np
+
+    from pipeline.accel import psnr
+    from pipeline.workflow import MethodConfig, run_workflow, run_workflow_batch
+
+    config = MethodConfig(candidates=3, variants=4, frames=3, inbetween=1, steps=3)
+    texts, seeds = ["A fire has broken out in the building", "Flash flood in the river district"], [7, 8]
+    batch = run_workflow_batch(tiny, texts, seeds, config=config)
+    assert [r.subject.word for r in batch] == ["fire", "flood"]
+    for text, seed, got in zip(texts, seeds, batch):
+        alone = run_workflow(tiny, text, seed=seed, config=config)
+        for a, b in zip(got.candidates, alone.candidates):
+            assert np.abs(np.asarray(a, np.int16) - np.asarray(b, np.int16)).max() <= 2
+        # a rounding-level change can flip a mask pixel at the threshold, so variants are
+        # compared as a whole
+        assert psnr(alone.variants, got.variants) >= 35
+        assert got.scores.best_index == alone.scores.best_index
+        assert got.gif.frame_count == alone.gif.frame_count
+        assert set(got.seconds) == set(alone.seconds) >= {"generate", "sample", "animate", "total"}
+        assert got.seconds["total"] >= got.seconds["generate"] + got.seconds["animate"]
