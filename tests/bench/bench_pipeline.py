@@ -1,14 +1,22 @@
-"""In-process benchmark of the method: per-stage and end-to-end seconds over several alerts.
+"""In-process benchmark of the method at the reference workload (512², 10 candidates × 25 steps,
+16 variants at strength 0.75, guidance 7.5, CLIP / CLIPSeg / ViT, GIF encode).
 
-    python -m tests.bench.bench_pipeline                       # tiny preset on CPU
-    python -m tests.bench.bench_pipeline --models random-full --device cuda --dtype float16 \\
-        --baselines                                            # reference workload on a GPU
+    python -m tests.bench.bench_pipeline                       # tiny preset on a CPU (CI runs it)
+    python -m tests.bench.bench_pipeline --models random-full --baselines --burst 16
+                                                               # the reference workload on a GPU
 
-Prints the median and p95 of every stage after warm-up, the workload's FLOPs counted with
-torch.utils.flop_counter and the achieved TFLOP/s, peak GPU memory, and with --baselines two
-reference points measured in the same run: (a) diffusers defaults — fp32, one image per call,
-50 steps, sequential inpainting; (b) plain diffusers at the chosen dtype with candidates and
-variants each batched.
+Prints, from one run:
+- per-stage and end-to-end seconds for single alerts (median and p95 after warm-up);
+- the workload's FLOPs (torch.utils.flop_counter over the fp32 reference), the achieved TFLOP/s
+  and the FLOP limit: the seconds the workload takes at `--peak-tflops` (790 on CUDA: the bf16
+  matrix rate measured on an H200);
+- peak GPU memory of this one process running every stage;
+- the PSNR of the measured path's candidates and variants against the fp32 reference without the
+  fast path, at the same seeds (the variants from the same input image and mask);
+- with `--burst N`: N alerts arriving together, batched `--batch-max` at a time through
+  text-to-image and masked sampling while earlier animations encode on CPU threads: alerts/hour;
+- with `--baselines`: (a) diffusers defaults — fp32, one image per call, 50 steps, sequential
+  inpainting; (b) plain diffusers at the measured dtype, candidates and variants each batched.
 """
 
 from __future__ import annotations
@@ -17,11 +25,17 @@ import argparse
 import json
 import statistics
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
+from PIL import Image
 
-from pipeline.models import load_models
-from pipeline.workflow import MethodConfig, run_workflow
+from pipeline.accel import COMPILE_MODES, FastPath, psnr
+from pipeline.generate import generate_candidates
+from pipeline.models import load_models, resolve_device
+from pipeline.sample import masked_variants
+from pipeline.subject import primary_subject
+from pipeline.workflow import MethodConfig, finish, run_frames_batch, run_stage_mask, run_workflow
 
 TEXTS = [
     "A fire has broken out in the building",
@@ -31,6 +45,7 @@ TEXTS = [
     "Chemical leak at the industrial park, close windows",
     "Typhoon approaching the coast, stay indoors",
 ]
+H200_BF16_TFLOPS = 790.0
 
 
 def pct(values, q):
@@ -43,6 +58,17 @@ def sync(device):
         torch.cuda.synchronize()
 
 
+def peak_gb(device) -> float | None:
+    if not str(device).startswith("cuda"):
+        return None
+    return round(torch.cuda.max_memory_allocated() / 2**30, 2)
+
+
+def reset_peak(device) -> None:
+    if str(device).startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+
+
 def count_flops(models, config, text) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -52,10 +78,50 @@ def count_flops(models, config, text) -> float:
     return float(counter.get_total_flops())
 
 
+def faithfulness(models, reference, config, text) -> dict[str, float]:
+    """PSNR (dB) of `models` against `reference` at the same seeds: candidates from the same
+    prompt, variants from the same (reference) best image and mask."""
+    kw = dict(steps=config.steps, guidance=config.guidance, size=reference.image_size)
+    ref = generate_candidates(reference.text2img, text, n=config.candidates, seed=0, **kw)
+    got = generate_candidates(models.text2img, text, n=config.candidates, seed=0, **kw)
+    mask = run_stage_mask(reference, ref[0], primary_subject(text).word, config, 0).image()
+    kw = dict(k=config.variants, seed=1, strength=config.strength, steps=config.steps,
+              guidance=config.guidance)
+    ref_v = masked_variants(reference.inpaint, ref[0], mask, text, **kw)
+    got_v = masked_variants(models.inpaint, ref[0], mask, text, **kw)
+    return {"candidates": round(psnr(ref, got), 2), "variants": round(psnr(ref_v, got_v), 2)}
+
+
+def burst(models, config, n: int, batch_max: int, device) -> dict:
+    """`n` alerts at once: GPU batches of `batch_max` in this thread, animations on CPU threads
+    beside the next batch, as a worker running every stage does."""
+    texts = [TEXTS[i % len(TEXTS)] for i in range(n)]
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="animate") as pool:
+        # one warm-up batch at the full batch size (and shape, for a compiled UNet)
+        for f in run_frames_batch(models, texts[:batch_max], list(range(batch_max)),
+                                  config=config):
+            finish(f, config)
+        sync(device)
+        reset_peak(device)
+        t0 = time.perf_counter()
+        futures = []
+        for start in range(0, n, batch_max):
+            chunk = texts[start:start + batch_max]
+            batch = run_frames_batch(models, chunk, list(range(start, start + len(chunk))),
+                                     config=config)
+            futures += [pool.submit(finish, f, config) for f in batch]
+        done_at = []
+        for fut in futures:
+            fut.result()
+            done_at.append(time.perf_counter() - t0)
+    wall = max(done_at)
+    return {"alerts": n, "batch_max": batch_max, "seconds": round(wall, 3),
+            "alerts_per_hour": round(n / wall * 3600), "p50_latency_s": round(pct(done_at, .5), 3),
+            "peak_gpu_gb": peak_gb(device)}
+
+
 def baseline_a(models, config, text, device) -> float:
     """diffusers defaults: fp32, 50 steps, one image per call, one inpainting call per variant."""
-    from PIL import Image
-
     sd, inpaint = models.text2img, models.inpaint
     t0 = time.perf_counter()
     images = [sd(text, num_inference_steps=50, height=models.image_size, width=models.image_size,
@@ -71,8 +137,6 @@ def baseline_a(models, config, text, device) -> float:
 
 def baseline_b(models, config, text, device) -> float:
     """Plain diffusers, candidates batched in one call and variants in another."""
-    from PIL import Image
-
     t0 = time.perf_counter()
     images = models.text2img(text, num_images_per_prompt=config.candidates,
                              num_inference_steps=config.steps, height=models.image_size,
@@ -86,67 +150,110 @@ def baseline_b(models, config, text, device) -> float:
     return time.perf_counter() - t0
 
 
-def main(argv=None) -> dict:
+def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--models", default="tiny")
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--dtype", default="auto", choices=("auto", "float32", "float16", "bfloat16"))
+    ap.add_argument("--fast", default="auto", choices=("auto", "on", "off"))
+    ap.add_argument("--compile", default="off", choices=COMPILE_MODES)
     ap.add_argument("--alerts", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--burst", type=int, default=0, help="alerts arriving together (0: skip)")
+    ap.add_argument("--batch-max", type=int, default=4)
     ap.add_argument("--baselines", action="store_true")
+    ap.add_argument("--peak-tflops", type=float,
+                    help=f"the device's matrix rate for the FLOP limit ({H200_BF16_TFLOPS} on cuda)")
     ap.add_argument("--json", help="also write the figures here")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
 
-    dtype = getattr(torch, args.dtype)
-    t_load = time.perf_counter()
-    models = load_models(args.models, device=args.device, dtype=dtype)
-    load_s = time.perf_counter() - t_load
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    device, dtype = resolve_device(args.device, args.dtype)
+    fast = FastPath.named(args.fast, device, args.compile)
+    peak = args.peak_tflops or (H200_BF16_TFLOPS if device.startswith("cuda") else None)
     config = MethodConfig()
-    if args.device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
+
+    t_load = time.perf_counter()
+    models = load_models(args.models, device=device, dtype=dtype, fast=fast)
+    figures: dict = {
+        "models": args.models, "device": device,
+        "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else None,
+        "dtype": str(dtype).removeprefix("torch."), "fast_path": models.fast_path,
+        "alerts": args.alerts, "warmup": args.warmup,
+        "load_seconds": round(time.perf_counter() - t_load, 3),
+    }
+    reset_peak(device)
     for i in range(args.warmup):
         run_workflow(models, TEXTS[i % len(TEXTS)], seed=1000 + i, config=config)
     runs = []
     for i in range(args.alerts):
-        sync(args.device)
+        sync(device)
         r = run_workflow(models, TEXTS[i % len(TEXTS)], seed=i, config=config)
-        sync(args.device)
+        sync(device)
         runs.append(r.seconds)
     stages = list(runs[0])
-    figures = {
-        "models": args.models, "device": args.device, "dtype": args.dtype,
-        "alerts": args.alerts, "load_seconds": round(load_s, 3),
-        "median": {s: round(statistics.median(r[s] for r in runs), 4) for s in stages},
-        "p95": {s: round(pct([r[s] for r in runs], 0.95), 4) for s in stages},
-    }
-    flops = count_flops(models, config, TEXTS[0])
-    figures["tflop_per_alert"] = round(flops / 1e12, 4)
-    figures["achieved_tflops"] = round(flops / 1e12 / figures["median"]["total"], 3)
-    if args.device.startswith("cuda"):
-        figures["peak_gpu_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+    figures["median"] = {s: round(statistics.median(r[s] for r in runs), 4) for s in stages}
+    figures["p95"] = {s: round(pct([r[s] for r in runs], 0.95), 4) for s in stages}
+    figures["peak_gpu_gb"] = peak_gb(device)
+    if args.burst:
+        figures["burst"] = burst(models, config, args.burst, args.batch_max, device)
+
+    # The fp32 reference without the fast path: FLOPs, faithfulness, baseline (a).
+    plain = dict(source=args.models, device=device, fast=FastPath.off())
+    reference = load_models(**plain, dtype=torch.float32)
+    flops = count_flops(reference, config, TEXTS[0])
+    figures["tflop_per_alert"] = round(flops / 1e12, 3)
+    figures["achieved_tflops"] = round(flops / 1e12 / figures["median"]["total"], 2)
+    if peak:
+        figures["peak_tflops"] = peak
+        figures["flop_limit_seconds"] = round(flops / 1e12 / peak, 3)
+        figures["fraction_of_flop_limit"] = round(
+            figures["flop_limit_seconds"] / figures["median"]["total"], 3)
+    if models.fast_path or dtype != torch.float32:
+        figures["psnr_db_vs_fp32"] = faithfulness(models, reference, config, TEXTS[0])
     if args.baselines:
-        figures["baseline_b_seconds"] = round(baseline_b(models, config, TEXTS[0], args.device), 3)
-        fp32 = models if dtype == torch.float32 else load_models(args.models, device=args.device)
-        figures["baseline_a_seconds"] = round(baseline_a(fp32, config, TEXTS[0], args.device), 3)
+        same_dtype = reference if dtype == torch.float32 else load_models(**plain, dtype=dtype)
+        figures["baseline_b_seconds"] = round(baseline_b(same_dtype, config, TEXTS[0], device), 3)
+        figures["baseline_a_seconds"] = round(baseline_a(reference, config, TEXTS[0], device), 3)
         for name in ("a", "b"):
             figures[f"speedup_vs_{name}"] = round(
                 figures[f"baseline_{name}_seconds"] / figures["median"]["total"], 2)
-
-    print(f"alertanim in-process benchmark: {args.models} on {args.device} ({args.dtype}), "
-          f"{args.alerts} alerts after {args.warmup} warm-up")
-    print(f"{'stage':>10} {'median s':>10} {'p95 s':>10}")
-    for s in stages:
-        print(f"{s:>10} {figures['median'][s]:>10.4f} {figures['p95'][s]:>10.4f}")
-    print(f"workload {figures['tflop_per_alert']} TFLOP/alert, achieved "
-          f"{figures['achieved_tflops']} TFLOP/s; model load {figures['load_seconds']} s")
-    for key in ("peak_gpu_gb", "baseline_a_seconds", "baseline_b_seconds", "speedup_vs_a",
-                "speedup_vs_b"):
-        if key in figures:
-            print(f"{key}: {figures[key]}")
+    report(figures, stages)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(figures, fh, indent=2)
     return figures
+
+
+def report(f: dict, stages: list[str]) -> None:
+    print(f"alertanim in-process benchmark: {f['models']} on {f['gpu'] or f['device']} "
+          f"({f['dtype']}, fast path: {','.join(f['fast_path']) or 'off'}), "
+          f"{f['alerts']} alerts after {f['warmup']} warm-up")
+    print(f"{'stage':>10} {'median s':>10} {'p95 s':>10}")
+    for s in stages:
+        print(f"{s:>10} {f['median'][s]:>10.4f} {f['p95'][s]:>10.4f}")
+    print(f"workload {f['tflop_per_alert']} TFLOP/alert; achieved {f['achieved_tflops']} TFLOP/s; "
+          f"model load {f['load_seconds']} s")
+    if "flop_limit_seconds" in f:
+        print(f"FLOP limit at {f['peak_tflops']} TFLOP/s: {f['flop_limit_seconds']} s "
+              f"(median is {1 / f['fraction_of_flop_limit']:.2f}× the limit)")
+    if f["peak_gpu_gb"] is not None:
+        print(f"peak GPU memory, one process, every stage: {f['peak_gpu_gb']} GB")
+    if "psnr_db_vs_fp32" in f:
+        p = f["psnr_db_vs_fp32"]
+        print(f"PSNR vs fp32 reference, same seeds: candidates {p['candidates']} dB, "
+              f"variants {p['variants']} dB")
+    if "burst" in f:
+        b = f["burst"]
+        print(f"burst of {b['alerts']} (batches of {b['batch_max']}): {b['seconds']} s, "
+              f"{b['alerts_per_hour']} alerts/hour, p50 latency {b['p50_latency_s']} s"
+              + (f", peak GPU memory {b['peak_gpu_gb']} GB" if b["peak_gpu_gb"] else ""))
+    for name in ("a", "b"):
+        if f"baseline_{name}_seconds" in f:
+            print(f"baseline ({name}): {f[f'baseline_{name}_seconds']} s; the median is "
+                  f"{f[f'speedup_vs_{name}']}× faster")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,62 @@
+"""The in-process benchmark runs on a CPU with the tiny preset, so CI exercises every figure it
+prints (the GPU figures come from the same code)."""
+
+import json
+
+import torch
+
+
+def unet_flops_per_image(models, size: int) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    unet = models.text2img.unet
+    cfg = unet.config
+    latents = torch.zeros(1, cfg.in_channels, size // 8, size // 8)
+    text = torch.zeros(1, 77, cfg.cross_attention_dim)
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        unet(latents, 10, encoder_hidden_states=text)
+    return float(counter.get_total_flops())
+
+
+def test_benchmark_prints_every_figure_from_one_run(tiny, tmp_path, capsys):
+    from pipeline.workflow import MethodConfig
+    from tests.bench import bench_pipeline
+
+    out = tmp_path / "figures.json"
+    figures = bench_pipeline.main(["--alerts", "2", "--warmup", "0", "--fast", "on", "--burst",
+                                   "3", "--batch-max", "2", "--baselines", "--peak-tflops", "1",
+                                   "--json", str(out)])
+    printed = capsys.readouterr().out
+    assert json.loads(out.read_text()) == figures
+
+    med = figures["median"]
+    assert set(med) == {"subject", "generate", "score", "mask", "sample", "select", "animate",
+                        "total"} == set(figures["p95"])
+    assert med["total"] >= med["generate"] + med["sample"] > 0
+    assert figures["fast_path"] == ["fuse_qkv", "channels_last", "vae_slicing"]
+
+    # FLOPs: at least every UNet evaluation of the workload (guidance doubles each batch)
+    c = MethodConfig()
+    evals = 2 * (c.candidates * c.steps + c.variants * int(c.steps * c.strength))
+    assert figures["tflop_per_alert"] * 1e12 >= 0.99 * evals * unet_flops_per_image(tiny, 64)
+    assert figures["achieved_tflops"] == round(figures["tflop_per_alert"] / med["total"], 2)
+    assert figures["flop_limit_seconds"] == round(figures["tflop_per_alert"] / 1.0, 3)
+
+    # the fast path against the fp32 reference at the same seeds
+    assert min(figures["psnr_db_vs_fp32"].values()) >= 50
+
+    burst = figures["burst"]
+    assert burst["alerts"] == 3 and burst["batch_max"] == 2
+    assert burst["alerts_per_hour"] == round(3 / burst["seconds"] * 3600)
+
+    for name in ("a", "b"):
+        seconds = figures[f"baseline_{name}_seconds"]
+        assert seconds > 0
+        assert figures[f"speedup_vs_{name}"] == round(seconds / med["total"], 2)
+    # baseline (a) runs 50 steps one image per call: more work than the method's 25
+    assert figures["baseline_a_seconds"] > figures["baseline_b_seconds"]
+
+    for needle in ("total", "TFLOP/s", "FLOP limit", "PSNR", "alerts/hour", "baseline (a)",
+                   "baseline (b)"):
+        assert needle in printed
