@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from schemas import AnimationReady, FailureRecord, InvalidAlert, StageMessage
 
 from .settings import Settings
-from .stages import StageRunner
+from .stages import MODEL_STAGES, StageRunner
 from .storage import StoreUnavailable
 
 log = logging.getLogger("alertanim")
@@ -77,12 +77,20 @@ class Metrics:
 
 class StageProcessor:
     def __init__(self, settings: Settings, runner: StageRunner, send: Send,
-                 metrics: Metrics | None = None, executor: Executor | None = None):
+                 metrics: Metrics | None = None, executor: Executor | None = None,
+                 cpu_executor: Executor | None = None):
         self.settings = settings
         self.runner = runner
         self.send = send
         self.metrics = metrics or Metrics()
+        # One thread owns the GPU; the CPU stages (ingest, animate) and the completion markers
+        # run beside it, so one alert's GIF encodes and uploads while the next one denoises.
         self.executor = executor or ThreadPoolExecutor(1, thread_name_prefix="alertanim-gpu")
+        self.cpu_executor = cpu_executor or ThreadPoolExecutor(
+            2, thread_name_prefix="alertanim-cpu")
+
+    def executor_for(self, stage: str) -> Executor:
+        return self.executor if stage in MODEL_STAGES else self.cpu_executor
 
     async def _send(self, topic: str, key: str | None, value: bytes) -> None:
         """Send, waiting out a broker that is away: nothing can move without it, and giving up
@@ -127,7 +135,7 @@ class StageProcessor:
             attempt += 1
             t0 = time.perf_counter()
             try:
-                result = await loop.run_in_executor(self.executor, call)
+                result = await loop.run_in_executor(self.executor_for(stage), call)
             except PERMANENT as exc:
                 await self.fail(stage, raw, exc, attempt,
                                 getattr(exc, "alert_id", None) or alert_id)
@@ -164,7 +172,7 @@ class StageProcessor:
             t0 = time.perf_counter()
             try:
                 results = await asyncio.get_running_loop().run_in_executor(
-                    self.executor, partial(self.runner.batch_handler(stage), msgs))
+                    self.executor_for(stage), partial(self.runner.batch_handler(stage), msgs))
             except Exception as exc:  # noqa: BLE001 - fall back to one at a time
                 log.info("batch of %d at %s failed (%r); running them one by one", len(msgs),
                          stage, exc)
@@ -198,7 +206,7 @@ class StageProcessor:
         loop = asyncio.get_running_loop()
         for attempt in range(1, self.settings.max_attempts * 4 + 1):
             try:
-                await loop.run_in_executor(self.executor, self.runner.mark_emitted, ready)
+                await loop.run_in_executor(self.cpu_executor, self.runner.mark_emitted, ready)
                 return
             except Exception as exc:  # noqa: BLE001
                 if not is_transient(exc):

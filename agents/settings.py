@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     # Alerts that arrive together share one GPU batch in the generate and sample stages.
     batch_max: int = Field(default=4, ge=1)
     batch_window_ms: int = Field(default=50, ge=0)  # 0 (or batch_max 1) turns batching off
+    # Threads for the work beside the GPU: PNG encoding and store transfers of a stage's images,
+    # and the CPU stages (ingest, animate), which run while the GPU stages go on.
+    io_threads: int = Field(default=8, ge=1)
 
     # Object store (claim check)
     store: str = "s3"  # s3 | local

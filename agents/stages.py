@@ -1,5 +1,6 @@
 """The stages as the stream runs them: fetch artifacts by key → run the pipeline stage → store
-artifacts → return the next message. Synchronous; the agents call them in the GPU executor.
+artifacts → return the next message. Synchronous; the agents call the model stages in the GPU
+executor thread and the others on CPU threads.
 
 Keys are deterministic (alert id, run fingerprint, stage, index), so a redelivered message
 rewrites the same objects and a finished alert is never computed twice.
@@ -11,6 +12,7 @@ import hashlib
 import json
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from pipeline import __version__ as PIPELINE_VERSION
@@ -56,6 +58,9 @@ class StageRunner:
 
     def __post_init__(self):
         self.config: MethodConfig = self.settings.method()
+        # A stage's images are encoded and moved in parallel: PNG and the store's round trips
+        # would otherwise hold the GPU thread for tens of milliseconds per image.
+        self._io = ThreadPoolExecutor(self.settings.io_threads, thread_name_prefix="alertanim-io")
 
     # -- models ----------------------------------------------------------------------------
     def models(self) -> Models:
@@ -93,13 +98,14 @@ class StageRunner:
     def ready_key(self, alert_id: str, run: str) -> str:
         return f"runs/{alert_id}/{run}/ready.json"
 
-    def _images(self, keys):
-        return [png_image(self.store.get(k)) for k in keys]
+    def _images(self, keys) -> list:
+        return list(self._io.map(lambda k: png_image(self.store.get(k)), keys))
 
     def _put_images(self, msg, stage, images) -> list[str]:
         keys = [self.key(msg, stage, f"{i:02d}.png") for i in range(len(images))]
-        for key, image in zip(keys, images):
-            self.store.put(key, png_bytes(image), "image/png")
+        # list() waits for every put and re-raises the first failure
+        list(self._io.map(lambda kv: self.store.put(kv[0], png_bytes(kv[1]), "image/png"),
+                          zip(keys, images)))
         return keys
 
     @staticmethod
@@ -182,8 +188,8 @@ class StageRunner:
 
     def sample_many(self, msgs: list[StageMessage]) -> list[StageMessage]:
         t0 = time.perf_counter()
-        bests = [self._images(x.artifacts["best"])[0] for x in msgs]
-        masks = [png_image(self.store.get(x.artifacts["mask"][0])).convert("L") for x in msgs]
+        bests = self._images([x.artifacts["best"][0] for x in msgs])
+        masks = [m.convert("L") for m in self._images([x.artifacts["mask"][0] for x in msgs])]
         c = self.config
         batches = masked_variants_batch(
             self.models().inpaint, bests, masks, [x.prompt for x in msgs],

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import time
+import uuid
 from pathlib import Path
 from typing import Protocol
 
@@ -101,7 +102,7 @@ class LocalStore:
     def put(self, key: str, data: bytes, content_type: str) -> str:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".part")
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")  # one per writer
         tmp.write_bytes(data)
         tmp.replace(path)  # readers never see half an object
         return path.as_uri()

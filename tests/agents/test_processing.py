@@ -193,3 +193,35 @@ def test_a_broker_that_is_away_is_waited_for(tmp_path):
     ingest(proc, json.dumps({"id": "k1", "text": "fire"}).encode())
     assert len(failures) == 3
     assert [(t, k) for t, k, _ in sent] == [("alertanim.stage.generate", "k1")]
+
+
+def test_animation_runs_beside_the_gpu_stages(tmp_path):
+    """An animate that can only finish while a GPU stage is running: with one thread for both
+    this would wait out its timeout and fail."""
+    import threading
+
+    proc, sent = make(tmp_path, max_attempts=1)
+    gen_started, animated = threading.Event(), threading.Event()
+    ingest(proc, json.dumps({"id": "o1", "text": "fire"}).encode())
+    msg = StageMessage.from_bytes(sent[0][2])
+
+    def slow_generate(m):
+        gen_started.set()
+        assert animated.wait(10), "animate never ran while the GPU stage held its thread"
+        return m.model_copy(update={"stage": "score"})
+
+    def animate(m):
+        assert gen_started.wait(10)
+        animated.set()
+        return m.model_copy(update={"stage": "done"})  # stands for the AnimationReady
+    proc.runner.generate = slow_generate
+    proc.runner.animate = animate
+
+    async def both():
+        await asyncio.gather(proc.process("generate", msg.to_bytes()),
+                             proc.process("animate", msg.model_copy(
+                                 update={"stage": "animate"}).to_bytes()))
+    asyncio.run(both())
+    assert [t for t, _, _ in sent[1:]] == ["alertanim.stage.score", "alertanim.stage.done"] or \
+        [t for t, _, _ in sent[1:]] == ["alertanim.stage.done", "alertanim.stage.score"]
+    assert proc.executor_for("generate") is not proc.executor_for("animate")
