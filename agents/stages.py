@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from pipeline import __version__ as PIPELINE_VERSION
-from pipeline.accel import FastPath
+from pipeline.accel import FastPath, warm_up
 from pipeline.models import DEFAULT_IDS, Models, load_models, resolve_device
 from pipeline.score import clip_scores
 from pipeline.select import select_frames
@@ -68,8 +68,14 @@ class StageRunner:
             if self._models is None:
                 s = self.settings
                 device, dtype = resolve_device(s.device, s.dtype)
-                self._models = load_models(s.models, device=device, dtype=dtype,
-                                           fast=FastPath.named(s.fast_path, device, s.compile))
+                models = load_models(s.models, device=device, dtype=dtype,
+                                     fast=FastPath.named(s.fast_path, device, s.compile))
+                if s.compile != "off":
+                    # Compile now, at every batch shape, so that readiness means fast.
+                    batching = s.batch_max > 1 and s.batch_window_ms > 0
+                    warm_up(models, self.config, range(1, (s.batch_max if batching else 1) + 1),
+                            [st for st in parse_stages(s.stages) if st in BATCHED])
+                self._models = models
             return self._models
 
     @property

@@ -225,3 +225,25 @@ def test_animation_runs_beside_the_gpu_stages(tmp_path):
     assert [t for t, _, _ in sent[1:]] == ["alertanim.stage.score", "alertanim.stage.done"] or \
         [t for t, _, _ in sent[1:]] == ["alertanim.stage.done", "alertanim.stage.score"]
     assert proc.executor_for("generate") is not proc.executor_for("animate")
+
+
+def test_a_compiling_worker_warms_up_before_it_counts_as_loaded(tmp_path, monkeypatch, tiny):
+    import agents.stages
+
+    calls = []
+
+    def record(models, config, sizes, stages):
+        assert not runner.models_loaded  # readiness waits for the warm-up
+        calls.append((list(sizes), list(stages)))
+        return []
+    monkeypatch.setattr(agents.stages, "warm_up", record)
+    settings = Settings(store="local", local_dir=str(tmp_path), models="tiny", compile="default",
+                        batch_max=3, stages="ingest,generate,score")
+    runner = StageRunner(settings, LocalStore(tmp_path))
+    models = runner.models()
+    assert calls == [([1, 2, 3], ["generate"])]
+    assert runner.models_loaded and models.fast_path[-1] == "compile=default"
+    plain = StageRunner(Settings(store="local", local_dir=str(tmp_path), models="tiny"),
+                        LocalStore(tmp_path))
+    plain.models()
+    assert len(calls) == 1  # no compilation, no warm-up

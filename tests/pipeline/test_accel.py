@@ -85,3 +85,21 @@ def test_worker_settings_offer_the_same_compile_modes():
 
     assert typing.get_args(Settings.model_fields["compile"].annotation) == COMPILE_MODES
     assert Settings.model_fields["fast_path"].default == "auto"
+
+
+def test_warm_up_runs_every_batch_shape_the_worker_will_see(tiny):
+    from pipeline.accel import warm_up
+    from pipeline.workflow import MethodConfig
+
+    config = MethodConfig(candidates=3, variants=2)
+    seen = []
+    hook = tiny.text2img.unet.register_forward_pre_hook(lambda mod, args: seen.append(
+        args[0].shape[0]))
+    try:
+        done = warm_up(tiny, config, range(1, 3))
+    finally:
+        hook.remove()
+    assert done == [("generate", 1), ("sample", 1), ("generate", 2), ("sample", 2)]
+    # guidance doubles each batch: candidates 3×b×2, variants 2×b×2
+    assert set(seen) == {6, 4, 12, 8}
+    assert warm_up(tiny, config, [1], stages=("sample",)) == [("sample", 1)]
