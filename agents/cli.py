@@ -64,10 +64,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_export_models(args: argparse.Namespace) -> int:
+    from pipeline.accel import FastPath
     from pipeline.models import ModelsUnavailable, export_models, load_models
 
     try:
-        models = load_models(args.models)
+        models = load_models(args.models, fast=FastPath.off())  # the weights as published
     except ModelsUnavailable as exc:
         print(f"alertanim: {exc}", file=sys.stderr)
         return 2

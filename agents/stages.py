@@ -31,7 +31,9 @@ from .storage import ObjectStore, png_bytes, png_image
 
 STAGES = ("ingest", "generate", "score", "mask", "sample", "select", "animate")
 NEXT = dict(zip(STAGES, STAGES[1:]))
-MODEL_STAGES = {"generate", "score", "mask", "sample", "select"}
+STAGE_MODELS = {"generate": ("sd",), "score": ("clip",), "mask": ("clipseg",),
+                "sample": ("sd",), "select": ("vit",)}  # the model parts each stage uses
+MODEL_STAGES = set(STAGE_MODELS)
 BATCHED = ("generate", "sample")  # stages that batch several alerts into one GPU call
 
 
@@ -68,13 +70,15 @@ class StageRunner:
             if self._models is None:
                 s = self.settings
                 device, dtype = resolve_device(s.device, s.dtype)
+                stages = parse_stages(s.stages)
                 models = load_models(s.models, device=device, dtype=dtype,
-                                     fast=FastPath.named(s.fast_path, device, s.compile))
+                                     fast=FastPath.named(s.fast_path, device, s.compile),
+                                     parts={p for st in stages for p in STAGE_MODELS.get(st, ())})
                 if s.compile != "off":
                     # Compile now, at every batch shape, so that readiness means fast.
                     batching = s.batch_max > 1 and s.batch_window_ms > 0
                     warm_up(models, self.config, range(1, (s.batch_max if batching else 1) + 1),
-                            [st for st in parse_stages(s.stages) if st in BATCHED])
+                            [st for st in stages if st in BATCHED])
                 self._models = models
             return self._models
 

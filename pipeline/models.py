@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,28 +32,28 @@ class ModelsUnavailable(RuntimeError):
     """A checkpoint could not be loaded (offline, missing, or not a model directory)."""
 
 
+PARTS = ("sd", "clip", "clipseg", "vit")  # the model families, as DEFAULT_IDS names them
+
+
 @dataclass
 class Models:
-    text2img: object  # diffusers.StableDiffusionPipeline
-    inpaint: object  # diffusers.StableDiffusionInpaintPipeline over the same modules
-    clip: object
-    clip_processor: object
-    clipseg: object
-    clipseg_processor: object
-    vit: object
-    vit_processor: object
+    """The loaded models. A worker that runs only some stages loads only the parts they use; the
+    others are None."""
+
+    text2img: object = None  # diffusers.StableDiffusionPipeline
+    inpaint: object = None  # diffusers.StableDiffusionInpaintPipeline over the same modules
+    clip: object = None
+    clip_processor: object = None
+    clipseg: object = None
+    clipseg_processor: object = None
+    vit: object = None
+    vit_processor: object = None
     ids: dict[str, str] = field(default_factory=dict)
     image_size: int = 512
+    latent_cell: int = 8  # pixels per latent cell: the grid a mask is read on when inpainting
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    parts: tuple[str, ...] = PARTS
     fast_path: list[str] = field(default_factory=list)  # the execution levers applied
-
-    @property
-    def latent_cell(self) -> int:
-        """Pixels per latent cell: the grid a mask is read on during inpainting."""
-        return int(self.text2img.vae_scale_factor)
-
-    @property
-    def device(self) -> torch.device:
-        return self.text2img.device
 
 
 def resolve_device(device: str = "auto", dtype: str = "auto") -> tuple[str, torch.dtype]:
@@ -100,54 +101,75 @@ def load_models(
     dtype: torch.dtype | None = None,
     cache_dir: Path | None = None,
     fast: FastPath | None = None,
+    parts: Iterable[str] = PARTS,
 ) -> Models:
-    """Load every model onto `device`. `fast` picks the execution levers (see pipeline.accel);
-    None means the device's default, which on CUDA is the whole fast path but compilation."""
-    from diffusers import (DPMSolverMultistepScheduler, StableDiffusionInpaintPipeline,
-                           StableDiffusionPipeline)
+    """Load the models named in `parts` (all by default) onto `device`. `fast` picks the
+    execution levers (see pipeline.accel); None means the device's default, which on CUDA is the
+    whole fast path but compilation."""
+    from diffusers import (AutoencoderKL, DPMSolverMultistepScheduler,
+                           StableDiffusionInpaintPipeline, StableDiffusionPipeline)
     from transformers import (CLIPModel, CLIPProcessor, CLIPSegForImageSegmentation,
                               CLIPSegProcessor, ViTImageProcessor, ViTModel)
 
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
+    wanted = set(parts)
+    if wanted - set(PARTS):
+        raise ValueError(f"unknown model parts {sorted(wanted - set(PARTS))}; choose from {PARTS}")
+    parts = tuple(p for p in PARTS if p in wanted)
     diffusers_logging.disable_progress_bar()
     transformers_logging.disable_progress_bar()
     ids, size = resolve_ids(source, cache_dir)
     dtype = dtype or torch.float32
+    m = Models(ids=ids, image_size=size, device=torch.device(device), parts=parts)
     try:
-        text2img = StableDiffusionPipeline.from_pretrained(
-            ids["sd"], torch_dtype=dtype, safety_checker=None, feature_extractor=None,
-            requires_safety_checker=False)
-        clip = CLIPModel.from_pretrained(ids["clip"], torch_dtype=dtype)
-        clip_processor = CLIPProcessor.from_pretrained(ids["clip"])
-        clipseg = CLIPSegForImageSegmentation.from_pretrained(ids["clipseg"], torch_dtype=dtype)
-        clipseg_processor = CLIPSegProcessor.from_pretrained(ids["clipseg"])
-        vit = ViTModel.from_pretrained(ids["vit"], torch_dtype=dtype, add_pooling_layer=False)
-        vit_processor = ViTImageProcessor.from_pretrained(ids["vit"])
+        if "sd" in parts:
+            m.text2img = StableDiffusionPipeline.from_pretrained(
+                ids["sd"], torch_dtype=dtype, safety_checker=None, feature_extractor=None,
+                requires_safety_checker=False)
+        else:  # the mask is laid on the VAE's latent grid: its config says how coarse that is
+            vae_config = AutoencoderKL.load_config(ids["sd"], subfolder="vae")
+            m.latent_cell = 2 ** (len(vae_config["block_out_channels"]) - 1)
+        if "clip" in parts:
+            m.clip = CLIPModel.from_pretrained(ids["clip"], torch_dtype=dtype)
+            m.clip_processor = CLIPProcessor.from_pretrained(ids["clip"])
+        if "clipseg" in parts:
+            m.clipseg = CLIPSegForImageSegmentation.from_pretrained(ids["clipseg"],
+                                                                    torch_dtype=dtype)
+            m.clipseg_processor = CLIPSegProcessor.from_pretrained(ids["clipseg"])
+        if "vit" in parts:
+            m.vit = ViTModel.from_pretrained(ids["vit"], torch_dtype=dtype,
+                                             add_pooling_layer=False)
+            m.vit_processor = ViTImageProcessor.from_pretrained(ids["vit"])
     except (OSError, ValueError) as exc:
         raise ModelsUnavailable(
             f"could not load the {source!r} models ({exc.__class__.__name__}: {exc}). "
             "Without network access or a local copy of the checkpoints, use --models tiny "
             "(small random-weight models of the same classes, built offline).") from exc
-    text2img.scheduler = DPMSolverMultistepScheduler.from_config(
-        text2img.scheduler.config, algorithm_type="dpmsolver++")
-    text2img.set_progress_bar_config(disable=True)
-    text2img.to(device)
-    applied = apply_fast_path(text2img, FastPath.auto(device) if fast is None else fast)
-    # The inpainting pipeline shares the text-to-image modules: one copy of the weights.
-    inpaint = StableDiffusionInpaintPipeline(**text2img.components, requires_safety_checker=False)
-    inpaint.set_progress_bar_config(disable=True)
-    for model in (clip, clipseg, vit):
-        model.to(device).eval()
-    return Models(text2img, inpaint, clip, clip_processor, clipseg, clipseg_processor, vit,
-                  vit_processor, ids=ids, image_size=size, fast_path=applied)
+    if m.text2img is not None:
+        sd = m.text2img
+        sd.scheduler = DPMSolverMultistepScheduler.from_config(
+            sd.scheduler.config, algorithm_type="dpmsolver++")
+        sd.set_progress_bar_config(disable=True)
+        sd.to(device)
+        m.latent_cell = int(sd.vae_scale_factor)
+        m.fast_path = apply_fast_path(sd, FastPath.auto(device) if fast is None else fast)
+        # The inpainting pipeline shares the text-to-image modules: one copy of the weights.
+        m.inpaint = StableDiffusionInpaintPipeline(**sd.components, requires_safety_checker=False)
+        m.inpaint.set_progress_bar_config(disable=True)
+    for model in (m.clip, m.clipseg, m.vit):
+        if model is not None:
+            model.to(device).eval()
+    return m
 
 
 def export_models(models: Models, root: str | Path) -> Path:
     """Write `models` as a directory that `load_models(root)` reads: one place to mount in a
     container, made once where the model hub is reachable."""
     root = Path(root)
+    if models.parts != PARTS:
+        raise ValueError(f"export needs every model, these are only {models.parts}")
     models.text2img.save_pretrained(root / "sd")
     for name, model, processor in (("clip", models.clip, models.clip_processor),
                                    ("clipseg", models.clipseg, models.clipseg_processor),

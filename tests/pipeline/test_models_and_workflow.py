@@ -204,3 +204,37 @@ def test_workflow_batch_gives_each_alert_what_it_gets_alone(tiny):
         assert got.gif.frame_count == alone.gif.frame_count
         assert set(got.seconds) == set(alone.seconds) >= {"generate", "sample", "animate", "total"}
         assert got.seconds["total"] >= got.seconds["generate"] + got.seconds["animate"]
+
+
+def test_a_role_loads_only_the_models_its_stages_use(tiny, model_cache, tmp_path):
+    from pipeline.models import export_models
+    from pipeline.workflow import MethodConfig, run_stage_mask
+
+    only = load_models("tiny", cache_dir=model_cache, parts={"clipseg"})
+    assert only.parts == ("clipseg",)
+    assert only.text2img is None and only.inpaint is None and only.clip is None and only.vit is None
+    # the mask still lands on the latent grid, read from the VAE's config without its weights
+    assert only.latent_cell == tiny.latent_cell > 1
+    image = Image.new("RGB", (64, 64), (200, 40, 10))
+    a = run_stage_mask(only, image, "fire", MethodConfig(), seed=3)
+    b = run_stage_mask(tiny, image, "fire", MethodConfig(), seed=3)
+    assert a.image().tobytes() == b.image().tobytes()
+    with pytest.raises(ValueError, match="unknown model parts"):
+        load_models("tiny", cache_dir=model_cache, parts={"sd", "unet"})
+    with pytest.raises(ValueError, match="every model"):
+        export_models(only, tmp_path / "partial")
+
+
+def test_stage_runner_roles_load_their_parts(tmp_path):
+    from agents.settings import Settings
+    from agents.stages import StageRunner
+    from agents.storage import LocalStore
+
+    def parts(stages):
+        settings = Settings(store="local", local_dir=str(tmp_path), models="tiny", stages=stages)
+        return StageRunner(settings, LocalStore(tmp_path)).models().parts
+
+    assert parts("select,animate") == ("vit",)
+    assert parts("mask,sample") == ("sd", "clipseg")
+    assert parts("generate,score") == ("sd", "clip")
+    assert parts("all") == ("sd", "clip", "clipseg", "vit")
