@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 from PIL import Image
 
@@ -52,7 +52,9 @@ class MethodConfig:
 
 
 @dataclass
-class WorkflowResult:
+class Frames:
+    """One alert up to its chosen frames: the GPU part of the method."""
+
     text: str
     subject: Subject
     candidates: list[Image.Image]
@@ -61,9 +63,15 @@ class WorkflowResult:
     variants: list[Image.Image]
     path: FramePath
     frames: list[Image.Image]
+    seconds: dict[str, float]
+
+
+@dataclass
+class WorkflowResult(Frames):
+    """One alert, animated."""
+
     gif: Animation
     webp: Animation | None
-    seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def best_image(self) -> Image.Image:
@@ -103,21 +111,6 @@ def animate(frames: list[Image.Image], config: MethodConfig) -> tuple[Animation,
     gif = encode_gif(frames, config.inbetween, config.frame_ms, config.gif_max_bytes, config.loop)
     webp = encode_webp(frames, config.inbetween, config.frame_ms, loop=config.loop) if config.webp else None
     return gif, webp
-
-
-@dataclass
-class Frames:
-    """One alert up to its chosen frames: the GPU part of the method."""
-
-    text: str
-    subject: Subject
-    candidates: list[Image.Image]
-    scores: Scores
-    mask: MaskResult
-    variants: list[Image.Image]
-    path: FramePath
-    frames: list[Image.Image]
-    seconds: dict[str, float]
 
 
 def run_frames_batch(
@@ -188,9 +181,7 @@ def finish(frames: Frames, config: MethodConfig = MethodConfig(),
     seconds["total"] = seconds.pop("frames_total") + seconds["animate"]
     if progress:
         progress("animate", 1, 1)
-    return WorkflowResult(frames.text, frames.subject, frames.candidates, frames.scores,
-                          frames.mask, frames.variants, frames.path, frames.frames, gif, webp,
-                          seconds)
+    return WorkflowResult(**{**vars(frames), "seconds": seconds}, gif=gif, webp=webp)
 
 
 def run_workflow_batch(

@@ -4,7 +4,6 @@ import base64
 import json
 import time
 
-import pytest
 
 from schemas import AnimationReady, FailureRecord
 
