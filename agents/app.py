@@ -1,8 +1,9 @@
 """The Faust app: one thin agent per stage, built by a factory from settings.
 
-Each agent hands its messages to a StageProcessor, which runs a model stage in the process's single
-GPU executor thread and a CPU stage (ingest, animate) beside it, while the event loop keeps
-polling Kafka and heartbeating, and sends the result keyed by alert id, or a failure record. Sends wait for the broker's acknowledgement, so an input
+Each agent hands its messages to a StageProcessor, which runs a model stage in the process's
+single GPU executor thread and a CPU stage (ingest, animate) on threads beside it, while the event
+loop keeps polling Kafka and heartbeating, then sends the result keyed by alert id, or a failure
+record. Sends wait for the broker's acknowledgement, so an input
 offset commits only after its output is durable (at-least-once).
 """
 

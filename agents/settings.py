@@ -39,8 +39,7 @@ class Settings(BaseSettings):
     # Alerts that arrive together share one GPU batch in the generate and sample stages.
     batch_max: int = Field(default=4, ge=1)
     batch_window_ms: int = Field(default=50, ge=0)  # 0 (or batch_max 1) turns batching off
-    # Threads for the work beside the GPU: PNG encoding and store transfers of a stage's images,
-    # and the CPU stages (ingest, animate), which run while the GPU stages go on.
+    # Threads that PNG-encode a stage's images and move them to and from the store in parallel.
     io_threads: int = Field(default=8, ge=1)
 
     # Object store (claim check)
