@@ -3,12 +3,20 @@
 The inpainting pipeline is built over the text-to-image pipeline's own modules (one copy of the
 UNet, VAE and text encoder). SD-1.5's 4-channel UNet inpaints by re-noising the original latents
 outside the mask at every step.
+
+Each alert's image is encoded by the VAE once, to the mean of its latent distribution, and shared
+by its K variants. Given PIL images, the pipeline would encode it twice per variant: once for
+the latents it re-noises and once more for "masked image latents" that only 9-channel
+inpainting UNets read. At 512² an encoding is about 1.1 TFLOP: 32 of them per alert would be
+3.5% of the whole method's arithmetic, for nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import numpy as np
+import torch
 from PIL import Image
 
 from .generate import image_generators, step_callback
@@ -31,10 +39,18 @@ def masked_variants_batch(
     def expand(items):
         return [x for x in items for _ in range(k)]
 
+    if inpaint.unet.config.in_channels != 4:
+        raise ValueError("masked sampling runs on the text-to-image UNet (4 latent channels), "
+                         f"not one with {inpaint.unet.config.in_channels}")
+    latents = encode_images(inpaint, images).repeat_interleave(k, dim=0)
+    mask = torch.stack([torch.from_numpy(np.asarray(m.convert("L"), dtype=np.float32) / 255.0)[None]
+                        for m in masks]).repeat_interleave(k, dim=0)
     out = inpaint(
         prompt=expand(prompts),
-        image=expand(images),
-        mask_image=expand(masks),
+        image=latents,
+        mask_image=mask,
+        # read by 9-channel inpainting UNets only; given, it spares the pipeline an encoding
+        masked_image_latents=torch.zeros_like(latents[:1]),
         num_images_per_prompt=1,
         strength=strength,
         num_inference_steps=steps,
@@ -47,6 +63,16 @@ def masked_variants_batch(
     )
     variants = list(out.images)
     return [variants[j * k:(j + 1) * k] for j in range(len(images))]
+
+
+def encode_images(inpaint, images: Sequence[Image.Image]) -> torch.Tensor:
+    """Scaled VAE latents (the distribution's mean) of `images`, one row per image."""
+    vae = inpaint.vae
+    pixels = inpaint.image_processor.preprocess(list(images), height=images[0].height,
+                                                width=images[0].width)
+    with torch.no_grad():
+        dist = vae.encode(pixels.to(device=vae.device, dtype=vae.dtype)).latent_dist
+    return dist.mode() * vae.config.scaling_factor
 
 
 def masked_variants(inpaint, image: Image.Image, mask: Image.Image, prompt: str, *, k: int,

@@ -71,6 +71,35 @@ def test_masked_sampling_changes_only_inside_the_mask_region(tiny):
     assert left > right, "variants differ where masked more than where kept"
 
 
+def test_each_alert_image_is_encoded_once_for_all_its_variants(tiny):
+    import numpy as np
+
+    from pipeline.sample import encode_images, masked_variants_batch
+
+    encoder = tiny.inpaint.vae.encoder
+    rows = []
+    hook = encoder.register_forward_pre_hook(lambda mod, args: rows.append(args[0].shape[0]))
+    images = [Image.new("RGB", (64, 64), c) for c in ((90, 140, 200), (200, 60, 20))]
+    masks = [Image.new("L", (64, 64), 255)] * 2
+    try:
+        out = masked_variants_batch(tiny.inpaint, images, masks, ["fire", "flood"], [1, 2], k=3,
+                                    steps=4)
+    finally:
+        hook.remove()
+    assert [len(v) for v in out] == [3, 3]
+    assert sum(rows) == 2  # not 2 alerts × 3 variants × 2 (image and "masked image") = 12
+    # a fully kept region comes back as the image: the latents really are each alert's own
+    kept = masked_variants_batch(tiny.inpaint, images, [Image.new("L", (64, 64), 0)] * 2,
+                                 ["fire", "flood"], [1, 2], k=1, steps=4)
+    decoded = tiny.inpaint.image_processor.postprocess(
+        tiny.inpaint.vae.decode(encode_images(tiny.inpaint, images)
+                                / tiny.inpaint.vae.config.scaling_factor).sample.detach())
+    other = [decoded[1], decoded[0]]
+    for got, want, wrong in zip(kept, decoded, other):
+        assert np.abs(np.asarray(got[0], np.int16) - np.asarray(want, np.int16)).max() <= 2
+        assert np.abs(np.asarray(got[0], np.int16) - np.asarray(wrong, np.int16)).max() > 20
+
+
 def test_workflow_returns_every_artifact(tiny):
     events = []
     result = run_workflow(tiny, "A fire has broken out in the building", seed=5, config=SMALL,
