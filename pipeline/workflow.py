@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 from PIL import Image
@@ -108,9 +109,16 @@ def run_stage_mask(models: Models, image: Image.Image, subject: str, config: Met
 
 
 def animate(frames: list[Image.Image], config: MethodConfig) -> tuple[Animation, Animation | None]:
-    gif = encode_gif(frames, config.inbetween, config.frame_ms, config.gif_max_bytes, config.loop)
-    webp = encode_webp(frames, config.inbetween, config.frame_ms, loop=config.loop) if config.webp else None
-    return gif, webp
+    """The GIF, and the WebP beside it on a second thread (Pillow encodes without the GIL)."""
+    if not config.webp:
+        return encode_gif(frames, config.inbetween, config.frame_ms, config.gif_max_bytes,
+                          config.loop), None
+    with ThreadPoolExecutor(1, thread_name_prefix="alertanim-webp") as pool:
+        webp = pool.submit(encode_webp, frames, config.inbetween, config.frame_ms,
+                           loop=config.loop)
+        gif = encode_gif(frames, config.inbetween, config.frame_ms, config.gif_max_bytes,
+                         config.loop)
+        return gif, webp.result()
 
 
 def run_frames_batch(

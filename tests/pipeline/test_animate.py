@@ -60,3 +60,36 @@ def test_webp_is_animated():
     img = Image.open(io.BytesIO(anim.data))
     assert img.format == "WEBP"
     assert sum(1 for _ in ImageSequence.Iterator(img)) == anim.frame_count == 8
+
+
+def test_gif_takes_the_first_rung_of_the_ladder_that_fits():
+    from pipeline.animate import _gif, _palette, crossfade, gif_ladder
+
+    frames = noisy_frames(6)
+    budget = len(encode_gif(frames, inbetween=2, max_bytes=10_000_000).data) // 3
+    first_fit = None
+    for colors, scale, t in gif_ladder(2):  # every rung encoded whole, in order
+        size = (max(8, round(96 * scale)),) * 2
+        keys = [f.resize(size, Image.Resampling.LANCZOS) for f in frames] if scale != 1 else frames
+        clip = crossfade(keys, t)
+        if len(_gif(clip, 120, _palette(frames, colors, 2, True))) <= budget:
+            first_fit = (colors, size[0], len(clip))
+            break
+    got = encode_gif(frames, inbetween=2, max_bytes=budget)
+    assert (got.colors, got.width, got.frame_count) == first_fit
+
+
+def test_gif_sizes_rungs_from_a_probe_before_encoding_them_whole(monkeypatch):
+    import pipeline.animate as animate
+
+    whole = []
+    real = animate._gif
+
+    def spy(frames, frame_ms, palette):
+        if len(frames) > animate.PROBE_FRAMES:
+            whole.append(len(frames))
+        return real(frames, frame_ms, palette)
+    monkeypatch.setattr(animate, "_gif", spy)
+    anim = animate.encode_gif(noisy_frames(8, size=128), inbetween=3, max_bytes=120_000)
+    assert len(anim.data) <= 120_000 and anim.width < 128
+    assert 1 <= len(whole) <= 2  # not one whole encode per rung walked past
