@@ -10,14 +10,15 @@ Prints, from one run:
 - the workload's FLOPs (torch.utils.flop_counter over the fp32 reference), the achieved TFLOP/s
   and the FLOP limit: the seconds the workload takes at `--peak-tflops` (790 on CUDA: the bf16
   matrix rate measured on an H200);
-- peak GPU memory of this one process running every stage;
+- peak GPU memory of this one process running every stage (over the warm-up alerts, before any
+  other copy of the models is loaded);
 - the PSNR of the measured path's candidates and variants against the fp32 reference without the
   fast path, at the same seeds (the variants from the same input image and mask);
 - with `--burst N`: N alerts arriving together, batched `--batch-max` at a time through
   text-to-image and masked sampling while earlier animations encode on CPU threads: alerts/hour;
 - with `--baselines`: (a) diffusers defaults — fp32, one image per call, 50 steps, sequential
   inpainting (one run); (b) plain diffusers at the measured dtype, candidates and variants each
-  batched (median of `--baseline-repeats` after a warm-up).
+  batched (after a warm-up, one run after each of the method's alerts; the median).
 """
 
 from __future__ import annotations
@@ -163,8 +164,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--burst", type=int, default=0, help="alerts arriving together (0: skip)")
     ap.add_argument("--batch-max", type=int, default=4)
     ap.add_argument("--baselines", action="store_true")
-    ap.add_argument("--baseline-repeats", type=int, default=3,
-                    help="runs of baseline (b) to take the median of (baseline (a) runs once)")
     ap.add_argument("--peak-tflops", type=float,
                     help=f"the device's matrix rate for the FLOP limit ({H200_BF16_TFLOPS} on cuda)")
     ap.add_argument("--json", help="also write the figures here")
@@ -187,25 +186,34 @@ def main(argv=None) -> dict:
         "alerts": args.alerts, "warmup": args.warmup,
         "load_seconds": round(time.perf_counter() - t_load, 3),
     }
+    # Peak memory of one process running every stage, over the warm-up alerts: before any other
+    # copy of the models is loaded.
     reset_peak(device)
     for i in range(args.warmup):
         run_workflow(models, TEXTS[i % len(TEXTS)], seed=1000 + i, config=config)
-    runs = []
-    for i in range(args.alerts):
-        sync(device)
-        r = run_workflow(models, TEXTS[i % len(TEXTS)], seed=i, config=config)
-        sync(device)
-        runs.append(r.seconds)
-    stages = list(runs[0])
-    figures["median"] = {s: round(statistics.median(r[s] for r in runs), 4) for s in stages}
-    figures["p95"] = {s: round(pct([r[s] for r in runs], 0.95), 4) for s in stages}
-    figures["peak_gpu_gb"] = peak_gb(device)
+    figures["peak_gpu_gb"] = peak_gb(device) if args.warmup else None
     if args.burst:
         figures["burst"] = burst(models, config, args.burst, args.batch_max, device)
 
-    # The fp32 reference without the fast path: FLOPs, faithfulness, baseline (a).
     plain = dict(source=args.models, device=device, fast=FastPath.off())
-    reference = load_models(**plain, dtype=torch.float32)
+    same_dtype = None
+    if args.baselines:  # (b) runs between the method's alerts: both see the machine alike
+        same_dtype = load_models(**plain, dtype=dtype)
+        baseline_b(same_dtype, config, TEXTS[1], device)  # its warm-up
+    runs, b_seconds = [], []
+    for i in range(args.alerts):
+        sync(device)
+        runs.append(run_workflow(models, TEXTS[i % len(TEXTS)], seed=i, config=config).seconds)
+        sync(device)
+        if same_dtype is not None:
+            b_seconds.append(baseline_b(same_dtype, config, TEXTS[i % len(TEXTS)], device))
+    stages = list(runs[0])
+    figures["median"] = {s: round(statistics.median(r[s] for r in runs), 4) for s in stages}
+    figures["p95"] = {s: round(pct([r[s] for r in runs], 0.95), 4) for s in stages}
+
+    # The fp32 reference without the fast path: FLOPs, faithfulness, baseline (a).
+    reference = same_dtype if dtype == torch.float32 and same_dtype is not None else \
+        load_models(**plain, dtype=torch.float32)
     flops = count_flops(reference, config, TEXTS[0])
     figures["tflop_per_alert"] = round(flops / 1e12, 3)
     figures["achieved_tflops"] = round(flops / 1e12 / figures["median"]["total"], 2)
@@ -217,11 +225,7 @@ def main(argv=None) -> dict:
     if models.fast_path or dtype != torch.float32:
         figures["psnr_db_vs_fp32"] = faithfulness(models, reference, config, TEXTS[0])
     if args.baselines:
-        same_dtype = reference if dtype == torch.float32 else load_models(**plain, dtype=dtype)
-        baseline_b(same_dtype, config, TEXTS[1], device)  # warm-up, as for the method
-        figures["baseline_b_seconds"] = round(statistics.median(
-            baseline_b(same_dtype, config, TEXTS[i % len(TEXTS)], device)
-            for i in range(args.baseline_repeats)), 3)
+        figures["baseline_b_seconds"] = round(statistics.median(b_seconds), 3)
         figures["baseline_a_seconds"] = round(baseline_a(reference, config, TEXTS[0], device), 3)
         for name in ("a", "b"):
             figures[f"speedup_vs_{name}"] = round(

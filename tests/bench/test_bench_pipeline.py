@@ -26,7 +26,7 @@ def test_benchmark_prints_every_figure_from_one_run(tiny, tmp_path, capsys):
     out = tmp_path / "figures.json"
     figures = bench_pipeline.main([
         "--alerts", "2", "--warmup", "0", "--fast", "on", "--burst", "3", "--batch-max", "2",
-        "--baselines", "--baseline-repeats", "1", "--peak-tflops", "1", "--json", str(out)])
+        "--baselines", "--peak-tflops", "1", "--json", str(out)])
     printed = capsys.readouterr().out
     assert json.loads(out.read_text()) == figures
 
