@@ -60,3 +60,16 @@ def test_benchmark_prints_every_figure_from_one_run(tiny, tmp_path, capsys):
     for needle in ("total", "TFLOP/s", "FLOP limit", "PSNR", "alerts/hour", "baseline (a)",
                    "baseline (b)"):
         assert needle in printed
+
+
+def test_counted_workload_matches_a_real_run(tiny):
+    """The per-model arithmetic, multiplied out, is what a whole alert actually executes."""
+    from pipeline.workflow import MethodConfig
+    from tests.bench import bench_pipeline, flops
+
+    config = MethodConfig(candidates=3, variants=4, frames=3, steps=4)
+    counted = flops.workload("tiny", config)
+    measured = bench_pipeline.count_flops(tiny, config, "A fire has broken out in the building")
+    assert abs(counted["total"] - measured) / measured < 0.02
+    assert counted["calls"]["unet"] == 2 * (3 * 4 + 4 * 3)
+    assert max(counted["flops"], key=counted["flops"].get) == "unet"
