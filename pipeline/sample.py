@@ -8,7 +8,7 @@ Each alert's image is encoded by the VAE once, to the mean of its latent distrib
 by its K variants. Given PIL images, the pipeline would encode it twice per variant: once for
 the latents it re-noises and once more for "masked image latents" that only 9-channel
 inpainting UNets read. At 512² an encoding is about 1.1 TFLOP: 32 of them per alert would be
-3.5% of the whole method's arithmetic, for nothing.
+about 3.7% of the whole method's arithmetic, for nothing.
 """
 
 from __future__ import annotations
