@@ -51,7 +51,6 @@ class Models:
     ids: dict[str, str] = field(default_factory=dict)
     image_size: int = 512
     latent_cell: int = 8  # pixels per latent cell: the grid a mask is read on when inpainting
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     parts: tuple[str, ...] = PARTS
     fast_path: list[str] = field(default_factory=list)  # the execution levers applied
 
@@ -122,7 +121,7 @@ def load_models(
     transformers_logging.disable_progress_bar()
     ids, size = resolve_ids(source, cache_dir)
     dtype = dtype or torch.float32
-    m = Models(ids=ids, image_size=size, device=torch.device(device), parts=parts)
+    m = Models(ids=ids, image_size=size, parts=parts)
     try:
         if "sd" in parts:
             m.text2img = StableDiffusionPipeline.from_pretrained(

@@ -38,6 +38,7 @@ from pipeline.models import load_models, resolve_device
 from pipeline.sample import masked_variants
 from pipeline.subject import primary_subject
 from pipeline.workflow import MethodConfig, finish, run_frames_batch, run_stage_mask, run_workflow
+from tests.bench.flops import H200_BF16_TFLOPS
 
 TEXTS = [
     "A fire has broken out in the building",
@@ -47,7 +48,6 @@ TEXTS = [
     "Chemical leak at the industrial park, close windows",
     "Typhoon approaching the coast, stay indoors",
 ]
-H200_BF16_TFLOPS = 790.0
 
 
 def pct(values, q):

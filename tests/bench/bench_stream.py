@@ -20,11 +20,6 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def pct(values, q):
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
-
-
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--alerts", type=int, default=10, help="sequential alerts for latency")
@@ -34,6 +29,7 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
 
     from deploy.local.harness import KafkaBroker, S3Server
+    from tests.bench.bench_pipeline import pct
     from pipeline.models import load_models
     from pipeline.workflow import MethodConfig, run_workflow
     from schemas import AnimationReady
