@@ -1,10 +1,9 @@
-"""The Faust app: one thin agent per stage, built by a factory from settings.
+"""The Faust app: one thin agent per stage a role runs, built by a factory from settings.
 
-Each agent hands its messages to a StageProcessor, which runs a model stage in the process's
-single GPU executor thread and a CPU stage (ingest, animate) on threads beside it, while the event
-loop keeps polling Kafka and heartbeating, then sends the result keyed by alert id, or a failure
-record. Sends wait for the broker's acknowledgement, so an input
-offset commits only after its output is durable (at-least-once).
+Each agent hands its messages to the StageProcessor, which runs them through the adapter off the
+event loop (the event loop keeps polling Kafka and heartbeating), then sends the result keyed by
+alert id, or a failure record. Sends wait for the broker's acknowledgement, so an input offset
+commits only after its output is durable (at-least-once).
 """
 
 from __future__ import annotations
@@ -15,12 +14,16 @@ from concurrent.futures import ThreadPoolExecutor
 
 import faust
 
-from .processing import Metrics, StageProcessor
+from .adapter import Adapter
+from .host import ModelHost
+from .metrics import Metrics
+from .processing import StageProcessor
 from .settings import Settings
-from .stages import BATCHED, MODEL_STAGES, STAGES, StageRunner, parse_stages
 from .storage import store_from_settings
+from .topology import all_topics, batched, parse_stages, source_topic
 
 log = logging.getLogger("alertanim")
+
 
 def _credentials(settings: Settings):
     if settings.security_protocol.startswith("SASL"):
@@ -40,9 +43,12 @@ def _credentials(settings: Settings):
     return None
 
 
-def create_app(settings: Settings, runner: StageRunner | None = None) -> faust.App:
+def create_app(settings: Settings, adapter: Adapter | None = None) -> faust.App:
     stages = parse_stages(settings.stages)
-    runner = runner or StageRunner(settings, store_from_settings(settings))
+    if adapter is None:
+        host = ModelHost(settings, stages)
+        adapter = Adapter(settings, store_from_settings(settings), host)
+    host = adapter.host
     app = faust.App(
         settings.app_id,
         broker=settings.broker,
@@ -62,10 +68,7 @@ def create_app(settings: Settings, runner: StageRunner | None = None) -> faust.A
     )
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alertanim-gpu")
     metrics = Metrics()
-    source = {"ingest": settings.topic_alerts,
-              **{s: settings.stage_topic(s) for s in STAGES[1:]}}
-    topics = {name: app.topic(name)
-              for name in (*source.values(), settings.topic_ready, settings.topic_failed)}
+    topics = {name: app.topic(name) for name in all_topics(settings)}
 
     async def send(name: str, key: str | None, value: bytes) -> None:
         # force: send now rather than when the offset commits, and wait for the broker's ack so
@@ -73,11 +76,10 @@ def create_app(settings: Settings, runner: StageRunner | None = None) -> faust.A
         fut = await topics[name].send(key=key.encode() if key else None, value=value, force=True)
         await fut
 
-    processor = StageProcessor(settings, runner, send, metrics, executor)
+    processor = StageProcessor(settings, adapter, send, metrics, executor)
 
     def make_agent(stage: str):
-        # (a zero window would make Faust wait for a full batch: that means no batching)
-        if stage in BATCHED and settings.batch_max > 1 and settings.batch_window_ms > 0:
+        if batched(settings, stage):
             async def agent(stream):
                 # Faust acks the whole batch only after this body has sent its results.
                 async for raws in stream.take(settings.batch_max,
@@ -90,16 +92,17 @@ def create_app(settings: Settings, runner: StageRunner | None = None) -> faust.A
                     await processor.process(stage, event.value,
                                             f"{m.topic}:{m.partition}:{m.offset}")
         agent.__name__ = agent.__qualname__ = f"stage_{stage}"
-        return app.agent(topics[source[stage]], name=f"alertanim.{stage}", concurrency=1)(agent)
+        return app.agent(topics[source_topic(settings, stage)], name=f"alertanim.{stage}",
+                         concurrency=1)(agent)
 
     for stage in stages:
         make_agent(stage)
 
-    if MODEL_STAGES & set(stages):
+    if host.needed:
         @app.task
         async def load_models_on_start() -> None:
             try:
-                await asyncio.get_running_loop().run_in_executor(executor, runner.models)
+                await asyncio.get_running_loop().run_in_executor(executor, host.models)
             except Exception as exc:  # noqa: BLE001 - a worker without models must not linger
                 log.error("cannot load models %r: %s", settings.models, exc)
                 await app.crash(exc)
@@ -107,7 +110,7 @@ def create_app(settings: Settings, runner: StageRunner | None = None) -> faust.A
             log.info("models loaded: %s", settings.models)
 
     def ready_now() -> tuple[bool, str]:
-        if MODEL_STAGES & set(stages) and not runner.models_loaded:
+        if not host.ready:
             return False, "models loading"
         try:
             assigned = app.consumer.assignment()
@@ -139,14 +142,12 @@ async def ensure_topics(settings: Settings) -> None:
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import TopicAlreadyExistsError
 
-    names = [settings.topic_alerts, settings.topic_ready, settings.topic_failed,
-             *(settings.stage_topic(s) for s in STAGES[1:])]
     admin = AIOKafkaAdminClient(**settings.kafka_client_kwargs())
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         new = [NewTopic(n, settings.partitions, settings.replication_factor)
-               for n in names if n not in existing]
+               for n in all_topics(settings) if n not in existing]
         if new:
             try:
                 await admin.create_topics(new)

@@ -24,32 +24,83 @@ def _progress(stream=sys.stderr):
     return report
 
 
+def _method_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per field of the method's settings, made from `MethodConfig` itself."""
+    from pipeline.config import MethodConfig
+
+    group = parser.add_argument_group("the method (pipeline.config.MethodConfig)")
+    for name, field in MethodConfig.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        if field.annotation is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                               help=f"{field.description} (default: {field.default})")
+        else:
+            group.add_argument(flag, type=field.annotation, default=None, metavar="N",
+                               help=f"{field.description} (default: {field.default})")
+
+
+def _method(args: argparse.Namespace):
+    from pipeline.config import MethodConfig
+
+    return MethodConfig(**{name: getattr(args, name) for name in MethodConfig.model_fields
+                           if getattr(args, name) is not None})
+
+
+def _unwritable(paths) -> str | None:
+    for path in paths:
+        if path is None or path == "-":
+            continue
+        parent = Path(path).resolve().parent
+        if not parent.is_dir():
+            return f"cannot write {path}: no directory {parent}"
+        if not os.access(parent, os.W_OK):
+            return f"cannot write {path}: {parent} is not writable"
+    return None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    import torch
+    from pydantic import ValidationError
 
-    from pipeline.accel import FastPath
-    from pipeline.models import ModelsUnavailable, load_models, resolve_device
-    from pipeline.workflow import MethodConfig, run_workflow
+    from schemas import InvalidAlert, parse_alert
 
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    config = MethodConfig(candidates=args.candidates, variants=args.variants, frames=args.frames,
-                          inbetween=args.inbetween, steps=args.steps)
+    # The same checks as the stream's ingest, so the command refuses what the stream refuses.
+    body = {"id": args.id, "text": args.text, "event": args.event, "language": args.language}
+    try:
+        alert = parse_alert(json.dumps({k: v for k, v in body.items() if v is not None}).encode())
+        config = _method(args)
+    except InvalidAlert as exc:
+        print(f"alertanim: the alert is refused ({exc.reason}): {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        print(f"alertanim: {exc}", file=sys.stderr)
+        return 2
+    problem = _unwritable([args.out, args.out_webp, args.json])
+    if problem:
+        print(f"alertanim: {problem}", file=sys.stderr)
+        return 2
+
+    from pipeline.accel import FastPath, tune
+    from pipeline.models import ModelsUnavailable, deterministic, load_models, resolve_device
+    from pipeline.workflow import run_workflow
+
+    deterministic()
     device, dtype = resolve_device(args.device, args.dtype)
     try:
         fast = FastPath.named(args.fast, device, args.compile)
-        models = load_models(args.models, device=device, dtype=dtype, fast=fast)
+        models = tune(load_models(args.models, device=device, dtype=dtype), fast)
     except (ModelsUnavailable, ValueError) as exc:
         print(f"alertanim: {exc}", file=sys.stderr)
         return 2
-    result = run_workflow(models, args.text, seed=args.seed, config=config,
+    result = run_workflow(models, alert.text, seed=args.seed, config=config, event=alert.event,
+                          language=alert.language,
                           progress=None if args.quiet else _progress())
     out = Path(args.out)
     out.write_bytes(result.gif.data)
     summary = result.summary()
     summary["out"] = str(out)
-    if result.webp is not None and args.webp:
-        Path(args.webp).write_bytes(result.webp.data)
-        summary["webp"] = args.webp
+    if args.out_webp and result.webp is not None:
+        Path(args.out_webp).write_bytes(result.webp.data)
+        summary["out_webp"] = args.out_webp
     if args.json:
         text = json.dumps(summary, indent=2, ensure_ascii=False)
         if args.json == "-":
@@ -64,11 +115,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_export_models(args: argparse.Namespace) -> int:
-    from pipeline.accel import FastPath
     from pipeline.models import ModelsUnavailable, export_models, load_models
 
     try:
-        models = load_models(args.models, fast=FastPath.off())  # the weights as published
+        models = load_models(args.models)  # the weights as published
     except ModelsUnavailable as exc:
         print(f"alertanim: {exc}", file=sys.stderr)
         return 2
@@ -82,8 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="turn one alert into an animation, in-process (no Kafka)")
     run.add_argument("text", help="the alert text, any language")
+    run.add_argument("--event", help="CAP event, e.g. 'Flood Warning'")
+    run.add_argument("--language", help="BCP 47 tag of the text, e.g. ko-KR")
+    run.add_argument("--id", default="cli", help="alert id (checked as the stream checks it)")
     run.add_argument("--out", default="alert.gif", help="GIF path (default: alert.gif)")
-    run.add_argument("--webp", help="also write the animated WebP here")
+    run.add_argument("--out-webp", help="also write the animated WebP here")
     run.add_argument("--json", nargs="?", const="-",
                      help="write the summary as JSON to this path, or stdout when no path")
     run.add_argument("--models", default="default",
@@ -97,12 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--compile", default="off", choices=COMPILE_MODES,
                      help="torch.compile the UNet with this mode (minutes of compilation first)")
     run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--candidates", type=int, default=10)
-    run.add_argument("--variants", type=int, default=16)
-    run.add_argument("--frames", type=int, default=8)
-    run.add_argument("--inbetween", type=int, default=3)
-    run.add_argument("--steps", type=int, default=25)
     run.add_argument("--quiet", action="store_true")
+    _method_flags(run)
     run.set_defaults(func=cmd_run)
 
     export = sub.add_parser("export-models",

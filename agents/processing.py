@@ -1,237 +1,237 @@
-"""What happens to one message, whatever the transport: decode → run the stage in the GPU
-executor → retry what waiting can fix → send the result, or a failure record. Never raises: Faust
-acks a message whose agent raised, so an escaped exception would be a silently lost alert.
+"""What happens to messages of one stage, whatever the transport: decode → run the stage through
+the adapter off the event loop, under the retry policy → send the result, or a failure record.
+Never raises: Faust acks a message whose agent raised, so an escaped exception would be a
+silently lost alert.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from functools import partial
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from aiokafka.errors import KafkaError
-from pydantic import ValidationError
+from schemas import AnimationReady, FailureRecord, StageMessage
+from schemas.errors import AlertanimError, InvalidInput, SendRefused
 
-from schemas import AnimationReady, FailureRecord, InvalidAlert, StageMessage
-
-from .settings import Settings
-from .stages import MODEL_STAGES, StageRunner
-from .storage import StoreUnavailable
+from .adapter import Adapter
+from .metrics import Metrics
+from .retry import async_retrying, is_transient
+from .topology import INGEST, uses_gpu
 
 log = logging.getLogger("alertanim")
 
 Send = Callable[[str, "str | None", bytes], Awaitable[None]]  # (topic, key, value)
-
-PERMANENT = (InvalidAlert, ValidationError)
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Errors that waiting can fix: the store or network briefly gone, GPU memory pressure."""
-    if isinstance(exc, (StoreUnavailable, ConnectionError, TimeoutError, KafkaError)):
-        return True
-    try:
-        import torch
-
-        return isinstance(exc, torch.cuda.OutOfMemoryError)
-    except (ImportError, AttributeError):  # pragma: no cover
-        return False
+PAYLOAD_PREFIX_BYTES = 4_096  # what a cut failure record keeps of its payload
 
 
-class Metrics:
-    def __init__(self):
-        self.registry = CollectorRegistry()
-        r = self.registry
-        self.processed = Counter("alertanim_stage_processed", "Messages a stage completed",
-                                 ["stage"], registry=r)
-        self.failed = Counter("alertanim_stage_failed", "Messages a stage sent to the failed topic",
-                              ["stage", "reason"], registry=r)
-        self.retries = Counter("alertanim_stage_retries", "Stage attempts that were retried",
-                               ["stage"], registry=r)
-        self.seconds = Histogram("alertanim_stage_seconds", "Seconds a stage spent per message",
-                                 ["stage"], registry=r,
-                                 buckets=(.05, .1, .25, .5, 1, 2, 4, 8, 16, 32, 64))
-        self.duplicates = Counter("alertanim_stage_duplicates",
-                                  "Redelivered messages whose result had already gone out",
-                                  ["stage"], registry=r)
-        self.batch_size = Histogram("alertanim_stage_batch_size",
-                                    "Alerts per GPU batch in the batching stages", ["stage"],
-                                    registry=r, buckets=(1, 2, 3, 4, 6, 8, 12, 16))
-        self.gpu_bytes = Gauge("alertanim_gpu_memory_bytes", "GPU memory allocated by this worker",
-                               registry=r)
+class Exhausted(Exception):
+    """The retry policy gave up on `error` after `attempts` tries."""
 
-    def render(self) -> bytes:
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                self.gpu_bytes.set(torch.cuda.memory_allocated())
-        except ImportError:  # pragma: no cover
-            pass
-        return generate_latest(self.registry)
+    def __init__(self, error: BaseException, attempts: int):
+        super().__init__(f"gave up after {attempts} attempt(s): {error!r}")
+        self.error, self.attempts = error, attempts
 
 
 class StageProcessor:
-    def __init__(self, settings: Settings, runner: StageRunner, send: Send,
-                 metrics: Metrics | None = None, executor: Executor | None = None,
-                 cpu_executor: Executor | None = None):
+    def __init__(self, settings, adapter: Adapter, send: Send, metrics: Metrics | None = None,
+                 executor: Executor | None = None, cpu_executor: Executor | None = None):
         self.settings = settings
-        self.runner = runner
+        self.adapter = adapter
         self.send = send
         self.metrics = metrics or Metrics()
-        # One thread owns the GPU; the CPU stages (ingest, animate) and the completion markers
-        # run beside it, so one alert's GIF encodes and uploads while the next one denoises.
+        # One thread owns the GPU; the CPU stages (ingest, subject, animate) and the completion
+        # markers run beside it, so one alert's GIF encodes while the next one denoises.
         self.executor = executor or ThreadPoolExecutor(1, thread_name_prefix="alertanim-gpu")
         self.cpu_executor = cpu_executor or ThreadPoolExecutor(
             2, thread_name_prefix="alertanim-cpu")
 
     def executor_for(self, stage: str) -> Executor:
-        return self.executor if stage in MODEL_STAGES else self.cpu_executor
+        return self.executor if uses_gpu(stage) else self.cpu_executor
+
+    # -- the retry policy, applied -----------------------------------------------------------
+    async def _retried(self, stage: str, fn, *args):
+        """`fn(*args)` on the stage's executor under the policy: what waiting can fix is retried
+        until the deadline; other errors get MAX_ATTEMPTS tries; invalid input none."""
+        loop = asyncio.get_running_loop()
+
+        def on_retry(state):
+            self.metrics.retries.labels(stage).inc()
+            log.info("retrying %s (attempt %d): %r", stage, state.attempt_number,
+                     state.outcome.exception())
+
+        tries = 0
+        try:
+            async for attempt in async_retrying(
+                    self.settings, retry_on=lambda exc: not isinstance(exc, InvalidInput),
+                    on_retry=on_retry):
+                with attempt:
+                    tries += 1
+                    return await loop.run_in_executor(self.executor_for(stage), fn, *args)
+        except Exception as exc:  # noqa: BLE001
+            raise Exhausted(exc, tries) from exc
 
     async def _send(self, topic: str, key: str | None, value: bytes) -> None:
-        """Send, waiting out a broker that is away: nothing can move without it, and giving up
-        would ack the input with no output. Offsets stay uncommitted meanwhile, so a worker
-        stopped here sees the message again after restart."""
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                await self.send(topic, key, value)
-                return
-            except Exception as exc:  # noqa: BLE001
-                if not is_transient(exc):
-                    raise
-                log.warning("send to %s failed (attempt %d), retrying: %r", topic, attempt, exc)
-                await asyncio.sleep(self._backoff(attempt))
+        """Send and wait for the broker's ack. A broker that is away is waited for (offsets stay
+        uncommitted meanwhile, so a worker stopped here sees the message again after restart);
+        a record the broker will never take raises SendRefused at once."""
+        def on_retry(state):
+            log.warning("send to %s failed (attempt %d), retrying: %r", topic,
+                        state.attempt_number, state.outcome.exception())
+        try:
+            async for attempt in async_retrying(self.settings, retry_on=is_transient,
+                                                forever_if_transient=True, on_retry=on_retry):
+                with attempt:
+                    await self.send(topic, key, value)
+        except Exception as exc:  # noqa: BLE001 - every non-transient send error is a refusal
+            raise SendRefused(f"the broker refused a record for {topic}: {exc!r}") from exc
 
-    def _backoff(self, attempt: int) -> float:
-        s = self.settings
-        return min(s.retry_backoff_max_s, s.retry_backoff_s * 2 ** (attempt - 1))
-
+    # -- one message, several ----------------------------------------------------------------
     async def process(self, stage: str, raw: bytes, source: str = "") -> None:
-        try:
-            await self._process(stage, raw, source)
-        except Exception as exc:  # noqa: BLE001 - last line of defence: record, never drop
-            log.exception("unexpected error at %s", stage)
-            await self.fail(stage, raw, exc, 1, None)
+        await self.process_many(stage, [raw], [source])
 
-    async def _process(self, stage: str, raw: bytes, source: str) -> None:
-        loop = asyncio.get_running_loop()
-        if stage == "ingest":
-            alert_id, call = None, partial(self.runner.ingest, raw, source)
-        else:
-            try:
-                msg = StageMessage.from_bytes(raw)
-            except (ValidationError, ValueError) as exc:
-                await self.fail(stage, raw, exc, 1, None)
-                return
-            alert_id, call = msg.alert_id, partial(self.runner.handler(stage), msg)
-        attempt = 0
-        while True:
-            attempt += 1
-            t0 = time.perf_counter()
-            try:
-                result = await loop.run_in_executor(self.executor_for(stage), call)
-            except PERMANENT as exc:
-                await self.fail(stage, raw, exc, attempt,
-                                getattr(exc, "alert_id", None) or alert_id)
-                return
-            except Exception as exc:  # noqa: BLE001 - every error ends as retry or record
-                limit = self.settings.max_attempts * (4 if is_transient(exc) else 1)
-                if attempt >= limit:
-                    await self.fail(stage, raw, exc, attempt, alert_id)
-                    return
-                self.metrics.retries.labels(stage).inc()
-                log.info("retrying %s for %s (attempt %d): %r", stage, alert_id, attempt, exc)
-                await asyncio.sleep(self._backoff(attempt))
-                continue
-            await self._emit(stage, result, time.perf_counter() - t0)
-            return
-
-    async def process_many(self, stage: str, raws: list[bytes]) -> None:
-        """Several messages of a batching stage in one GPU call. A batch that fails is run again
-        one message at a time, so one bad alert (or a batch too big for the GPU) costs only
-        itself."""
-        if len(raws) == 1:
-            await self.process(stage, raws[0])
-            return
+    async def process_many(self, stage: str, raws: list[bytes],
+                           sources: list[str] | None = None) -> None:
+        """Messages of one stage; a batched stage runs them in one model call. A batch that
+        fails is run again one message at a time, so one bad alert (or a batch too big for the
+        GPU) costs only itself."""
+        sources = sources or [""] * len(raws)
         try:
+            if stage == INGEST:
+                for raw, source in zip(raws, sources):
+                    await self._one(stage, raw, partial(self.adapter.ingest, raw, source))
+                return
             msgs, kept = [], []
             for raw in raws:
                 try:
-                    msgs.append(StageMessage.from_bytes(raw))
+                    msgs.append(self.adapter.decode(stage, raw))
                     kept.append(raw)
-                except (ValidationError, ValueError) as exc:
-                    await self.fail(stage, raw, exc, 1, None)
-            if not msgs:
-                return
-            t0 = time.perf_counter()
-            try:
-                results = await asyncio.get_running_loop().run_in_executor(
-                    self.executor_for(stage), partial(self.runner.batch_handler(stage), msgs))
-            except Exception as exc:  # noqa: BLE001 - fall back to one at a time
-                log.info("batch of %d at %s failed (%r); running them one by one", len(msgs),
-                         stage, exc)
-                for raw in kept:
-                    await self.process(stage, raw)
-                return
-            self.metrics.batch_size.labels(stage).observe(len(msgs))
-            elapsed = time.perf_counter() - t0
-            for result in results:
-                await self._emit(stage, result, elapsed)
+                except AlertanimError as exc:
+                    await self.fail(stage, raw, exc, 1, exc.alert_id)
+            if len(msgs) == 1:
+                await self._one(stage, kept[0], partial(self.adapter.run_stage, stage, msgs))
+            elif msgs:
+                await self._batch(stage, msgs, kept)
         except Exception as exc:  # noqa: BLE001 - last line of defence: record, never drop
             log.exception("unexpected error at %s", stage)
             for raw in raws:
-                await self.fail(stage, raw, exc, 1, None)
+                await self._fail_safely(stage, raw, exc)
 
-    async def _emit(self, stage: str, result, seconds: float) -> None:
+    async def _one(self, stage: str, raw: bytes, call) -> None:
+        t0 = time.perf_counter()
+        try:
+            result = await self._retried(stage, call)
+        except Exhausted as gave_up:  # every error ends as a failure record
+            exc = gave_up.error
+            await self.fail(stage, raw, exc, gave_up.attempts,
+                            getattr(exc, "alert_id", None) or _alert_id(raw))
+            return
+        for one in (result if isinstance(result, list) else [result]):
+            await self._emit(stage, raw, one, time.perf_counter() - t0)
+
+    async def _batch(self, stage: str, msgs: list[StageMessage], raws: list[bytes]) -> None:
+        loop = asyncio.get_running_loop()
+        t0 = time.perf_counter()
+        try:
+            results = await loop.run_in_executor(self.executor_for(stage),
+                                                 self.adapter.run_stage, stage, msgs)
+        except Exception as exc:  # noqa: BLE001 - fall back to one at a time
+            log.info("batch of %d at %s failed (%r); running them one by one", len(msgs),
+                     stage, exc)
+            for msg, raw in zip(msgs, raws):
+                await self._one(stage, raw, partial(self.adapter.run_stage, stage, [msg]))
+            return
+        self.metrics.batch_size.labels(stage).observe(len(msgs))
+        elapsed = time.perf_counter() - t0
+        for raw, result in zip(raws, results):
+            await self._emit(stage, raw, result, elapsed)
+
+    async def _emit(self, stage: str, raw: bytes, result, seconds: float) -> None:
         self.metrics.seconds.labels(stage).observe(seconds)
         self.metrics.processed.labels(stage).inc()
         if result is None:
             self.metrics.duplicates.labels(stage).inc()
-        elif isinstance(result, AnimationReady):
-            await self._send(self.settings.topic_ready, result.alert_id, result.to_bytes())
-            await self._record_emitted(result)
-        else:
-            await self._send(self.settings.stage_topic(result.stage), result.alert_id,
-                             result.to_bytes())
+            return
+        try:
+            if isinstance(result, AnimationReady):
+                await self._send(self.settings.topic_ready, result.alert_id, result.to_bytes())
+                await self._record_emitted(result)
+            else:
+                await self._send(self.settings.stage_topic(result.stage), result.alert_id,
+                                 result.to_bytes())
+        except SendRefused as exc:
+            await self.fail(stage, raw, exc, 1, result.alert_id)
 
     async def _record_emitted(self, ready: AnimationReady) -> None:
         """Retried through storage blips; if it still fails the cost is at most one duplicate
         event on a later redelivery, so it is logged, not fatal."""
-        loop = asyncio.get_running_loop()
-        for attempt in range(1, self.settings.max_attempts * 4 + 1):
-            try:
-                await loop.run_in_executor(self.cpu_executor, self.runner.mark_emitted, ready)
-                return
-            except Exception as exc:  # noqa: BLE001
-                if not is_transient(exc):
-                    break
-                await asyncio.sleep(self._backoff(attempt))
-        log.warning("could not record that %s's completion went out", ready.alert_id)
+        try:
+            await self._retried("ledger", self.adapter.ledger.mark_emitted, ready)
+        except Exhausted as exc:
+            log.warning("could not record that %s's completion went out: %r", ready.alert_id,
+                        exc.error)
 
+    # -- failure records ---------------------------------------------------------------------
     async def fail(self, stage: str, raw: bytes, exc: BaseException, attempts: int,
                    alert_id: str | None) -> None:
+        record = self._record(stage, raw, exc, attempts, alert_id)
+        if len(record.to_bytes()) > self.settings.max_record_bytes:
+            record = await self._cut(record, raw)
+        self.metrics.failed.labels(stage, record.reason).inc()
+        log.warning("alert %s failed at %s after %d attempt(s): %s", alert_id, stage, attempts,
+                    record.reason)
+        try:
+            await self._send(self.settings.topic_failed, alert_id, record.to_bytes())
+        except SendRefused:
+            # The failed topic itself refuses: the log is the record of last resort.
+            log.error("could not send the failure record of %s (%s at %s, payload sha256 %s)",
+                      alert_id, record.reason, stage, record.payload_sha256)
+
+    def _record(self, stage, raw, exc, attempts, alert_id) -> FailureRecord:
         try:
             payload, encoding = raw.decode("utf-8"), "utf-8"
         except UnicodeDecodeError:
             payload, encoding = base64.b64encode(raw).decode(), "base64"
-        transient = is_transient(exc)
-        reason = getattr(exc, "reason", None)
-        if not isinstance(reason, str):
-            reason = "transient_error" if transient else (
-                "invalid_message" if isinstance(exc, (ValidationError, ValueError)) else
-                "stage_error")
-        record = FailureRecord(
+        reason = exc.reason if isinstance(exc, AlertanimError) else (
+            "transient_error" if is_transient(exc) else "stage_error")
+        return FailureRecord(
             alert_id=alert_id, stage=stage, reason=reason,
             error_class=f"{type(exc).__module__}.{type(exc).__qualname__}",
-            message=str(exc)[:2000], attempts=attempts, transient=transient,
-            payload=payload, payload_encoding=encoding, failed_at=time.time())
-        self.metrics.failed.labels(stage, record.reason).inc()
-        log.warning("alert %s failed at %s after %d attempt(s): %s", alert_id, stage, attempts,
-                    record.reason)
-        await self._send(self.settings.topic_failed, alert_id, record.to_bytes())
+            message=str(exc)[:2000], attempts=attempts, transient=is_transient(exc),
+            payload=payload, payload_encoding=encoding, payload_bytes=len(raw),
+            payload_sha256=hashlib.sha256(raw).hexdigest(), failed_at=time.time())
+
+    async def _cut(self, record: FailureRecord, raw: bytes) -> FailureRecord:
+        """A record too large for the broker keeps the payload's beginning, length and hash;
+        the whole payload goes to the object store when it can."""
+        key = self.adapter.ledger.payload_key(record.payload_sha256)
+        try:
+            await self._retried("ledger", self.adapter.store.put, key, raw,
+                                "application/octet-stream")
+        except Exhausted as exc:  # the cut record still goes out
+            log.warning("could not store the payload of a failure record: %r", exc.error)
+            key = None
+        head = raw[:PAYLOAD_PREFIX_BYTES]
+        payload = (head.decode("utf-8", "ignore") if record.payload_encoding == "utf-8"
+                   else base64.b64encode(head).decode())
+        return record.model_copy(update={
+            "payload": payload, "payload_truncated": True, "payload_key": key,
+            "message": record.message[:500]})
+
+    async def _fail_safely(self, stage: str, raw: bytes, exc: BaseException) -> None:
+        try:
+            await self.fail(stage, raw, exc, 1, _alert_id(raw))
+        except Exception:  # noqa: BLE001
+            log.exception("could not record a failure at %s", stage)
+
+
+def _alert_id(raw: bytes) -> str | None:
+    """The alert id of an intermediate message, when it can be read."""
+    try:
+        return StageMessage.from_bytes(raw).alert_id
+    except Exception:  # noqa: BLE001
+        return None

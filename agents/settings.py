@@ -1,4 +1,8 @@
-"""Worker settings: environment variables with the prefix ALERTANIM_ (e.g. ALERTANIM_BROKER)."""
+"""Worker settings: environment variables with the prefix ALERTANIM_ (e.g. ALERTANIM_BROKER).
+
+The method's own settings are `pipeline.config.MethodConfig`, nested here as `method`: each of its
+fields is `ALERTANIM_METHOD__<FIELD>` (e.g. ALERTANIM_METHOD__STEPS=25).
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,12 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from pipeline.workflow import MethodConfig
+from pipeline.config import MethodConfig
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ALERTANIM_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="ALERTANIM_", env_nested_delimiter="__",
+                                      frozen=True, extra="ignore")
 
     # Kafka
     broker: str = "kafka://localhost:9092"
@@ -22,28 +27,35 @@ class Settings(BaseSettings):
     topic_stage_prefix: str = "alertanim.stage."
     partitions: int = Field(default=4, ge=1)
     replication_factor: int = Field(default=1, ge=1)
-    security_protocol: str = "PLAINTEXT"  # PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL
-    sasl_mechanism: str = "PLAIN"  # PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
     ssl_cafile: str | None = None
+    # The largest record the worker sends; a failure record that would be larger keeps only the
+    # beginning of its payload. Stay under the broker's message.max.bytes (1 MiB by default).
+    max_record_bytes: int = Field(default=1_000_000, ge=10_000)
 
     # Worker
-    stages: str = "all"  # comma-separated subset of ingest,generate,score,mask,sample,select,animate
+    stages: str = "all"  # comma-separated subset of ingest and the graph's stages, or "all"
     web_host: str = "0.0.0.0"
     web_port: int = 6066
     max_text_chars: int = Field(default=5_000, ge=1)
+    # Retries (one policy, agents/retry.py): an error that waiting cannot fix gets max_attempts
+    # tries; one that it can (store or broker away, GPU memory) is retried until
+    # retry_deadline_s has passed. Waits grow exponentially, with jitter, up to the max.
     max_attempts: int = Field(default=3, ge=1)
+    retry_deadline_s: float = Field(default=60.0, ge=0)
     retry_backoff_s: float = Field(default=0.5, ge=0)
     retry_backoff_max_s: float = Field(default=10.0, ge=0)
-    # Alerts that arrive together share one GPU batch in the generate and sample stages.
+    # Alerts that arrive together share one GPU batch in the batched stages (generate, sample).
     batch_max: int = Field(default=4, ge=1)
     batch_window_ms: int = Field(default=50, ge=0)  # 0 (or batch_max 1) turns batching off
     # Threads that PNG-encode a stage's images and move them to and from the store in parallel.
     io_threads: int = Field(default=8, ge=1)
 
     # Object store (claim check)
-    store: str = "s3"  # s3 | local
+    store: Literal["s3", "local"] = "s3"
     local_dir: str = ".alertanim/store"
     s3_endpoint_url: str | None = None
     s3_bucket: str = "alertanim"
@@ -63,26 +75,16 @@ class Settings(BaseSettings):
     compile: Literal["off", "default", "max-autotune", "max-autotune-no-cudagraphs",
                      "reduce-overhead"] = "off"
 
-    # Method (defaults are the method's; see pipeline.workflow.MethodConfig)
-    candidates: int = Field(default=10, ge=1)
-    variants: int = Field(default=16, ge=1)
-    frames: int = Field(default=8, ge=1)
-    inbetween: int = Field(default=3, ge=0)
-    steps: int = Field(default=25, ge=1)
-    guidance: float = 7.5
-    strength: float = Field(default=0.75, gt=0, le=1)
-    random_coverage: float = Field(default=0.15, ge=0, le=1)
-    gif_max_bytes: int = Field(default=300_000, ge=1_000)
-
-    def method(self) -> MethodConfig:
-        return MethodConfig(candidates=self.candidates, variants=self.variants,
-                            frames=self.frames, inbetween=self.inbetween, steps=self.steps,
-                            guidance=self.guidance, strength=self.strength,
-                            random_coverage=self.random_coverage,
-                            gif_max_bytes=self.gif_max_bytes)
+    # The method
+    method: MethodConfig = MethodConfig()
 
     def stage_topic(self, stage: str) -> str:
         return f"{self.topic_stage_prefix}{stage}"
+
+    @property
+    def batching(self) -> bool:
+        # (a zero window would make Faust wait for a full batch: that means no batching)
+        return self.batch_max > 1 and self.batch_window_ms > 0
 
     @property
     def bootstrap_servers(self) -> str:

@@ -1,12 +1,15 @@
 """Where images live between stages and where animations are published: the claim check.
 
 `S3Store` speaks to any S3-compatible server through boto3 (AWS, MinIO, moto); `LocalStore` keeps
-the same keys in a directory for the embedded default.
+the same keys in a directory for the embedded default. Both map their errors into the project's
+family at this edge: `StoreUnavailable` (transient: unreachable, timeouts, server errors,
+throttling), `StoreRefused` (credentials, permissions, no such bucket), `ArtifactMissing`.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import time
 import uuid
 from pathlib import Path
@@ -14,16 +17,20 @@ from typing import Protocol
 
 from PIL import Image
 
+from schemas.errors import ArtifactMissing, StoreRefused, StoreUnavailable
+
+# S3 error codes that waiting can fix; any 5xx is treated the same.
+TRANSIENT_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout",
+                   "RequestTimeTooSkewed", "ServiceUnavailable", "InternalError"}
+MISSING_CODES = {"404", "NoSuchKey", "NotFound"}
+
 
 class ObjectStore(Protocol):
     def put(self, key: str, data: bytes, content_type: str) -> str: ...  # returns the URI
+    def put_if_absent(self, key: str, data: bytes, content_type: str) -> bool: ...
     def get(self, key: str) -> bytes: ...
     def exists(self, key: str) -> bool: ...
     def url(self, key: str, expires_s: int) -> tuple[str, float]: ...  # (url, expires_at)
-
-
-class StoreUnavailable(ConnectionError):
-    """The store could not be reached; retrying later can succeed."""
 
 
 class S3Store:
@@ -53,16 +60,25 @@ class S3Store:
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def _call(self, fn, **kw):
-        from botocore.exceptions import ClientError, ConnectionError as BotoConnectionError
+        from botocore.exceptions import (BotoCoreError, ClientError,
+                                         ConnectionError as BotoConnectionError, HTTPClientError)
 
         try:
             return fn(Bucket=self.bucket, **kw)
-        except BotoConnectionError as exc:
+        except (BotoConnectionError, HTTPClientError) as exc:
             raise StoreUnavailable(f"S3 unreachable: {exc}") from exc
         except ClientError as exc:
-            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500:
-                raise StoreUnavailable(f"S3 error: {exc}") from exc
-            raise
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            if status >= 500 or code in TRANSIENT_CODES:
+                raise StoreUnavailable(f"S3 error {code or status}: {exc}") from exc
+            if code in MISSING_CODES:
+                raise ArtifactMissing(f"no object {kw.get('Key')!r} in the store") from exc
+            raise StoreRefused(f"S3 refused the request ({code or status})") from exc
+        except BotoCoreError as exc:  # no credentials, bad endpoint, ...
+            raise StoreRefused(f"S3 client error: {type(exc).__name__}") from exc
+        except OSError as exc:  # reading a response body off a dropped connection
+            raise StoreUnavailable(f"S3 unreachable: {exc}") from exc
 
     def put(self, key: str, data: bytes, content_type: str) -> str:
         self._call(self._s3.put_object, Key=self._key(key), Body=data, ContentType=content_type)
@@ -72,13 +88,23 @@ class S3Store:
         return self._call(self._s3.get_object, Key=self._key(key))["Body"].read()
 
     def exists(self, key: str) -> bool:
-        from botocore.exceptions import ClientError
-
         try:
             self._call(self._s3.head_object, Key=self._key(key))
             return True
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+        except ArtifactMissing:
+            return False
+
+    def put_if_absent(self, key: str, data: bytes, content_type: str) -> bool:
+        """Write `key` only if no object is there (S3's conditional write, If-None-Match: *);
+        True when this call wrote it. Two writers racing for one key: exactly one wins."""
+        try:
+            self._call(self._s3.put_object, Key=self._key(key), Body=data,
+                       ContentType=content_type, IfNoneMatch="*")
+            return True
+        except StoreRefused as exc:
+            cause = exc.__cause__
+            code = getattr(cause, "response", {}).get("Error", {}).get("Code", "")
+            if code in ("PreconditionFailed", "ConditionalRequestConflict"):
                 return False
             raise
 
@@ -96,7 +122,7 @@ class LocalStore:
     def _path(self, key: str) -> Path:
         path = (self.root / key).resolve()
         if self.root not in path.parents:
-            raise ValueError(f"key escapes the store: {key!r}")
+            raise StoreRefused(f"key escapes the store: {key!r}", reason="invalid_message")
         return path
 
     def put(self, key: str, data: bytes, content_type: str) -> str:
@@ -108,7 +134,23 @@ class LocalStore:
         return path.as_uri()
 
     def get(self, key: str) -> bytes:
-        return self._path(key).read_bytes()
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise ArtifactMissing(f"no object {key!r} in the store") from None
+
+    def put_if_absent(self, key: str, data: bytes, content_type: str) -> bool:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
+        tmp.write_bytes(data)
+        try:
+            os.link(tmp, path)  # atomic, and fails if the name is taken
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def exists(self, key: str) -> bool:
         return self._path(key).exists()
@@ -122,7 +164,7 @@ def store_from_settings(settings) -> ObjectStore:
         return S3Store.from_settings(settings)
     if settings.store == "local":
         return LocalStore(settings.local_dir)
-    raise ValueError(f"unknown store {settings.store!r} (s3 or local)")
+    raise ValueError(f"unknown store {settings.store!r} (s3 or local)")  # pragma: no cover
 
 
 def png_bytes(image: Image.Image) -> bytes:
@@ -131,7 +173,7 @@ def png_bytes(image: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-def png_image(data: bytes) -> Image.Image:
+def png_image(data: bytes, mode: str = "RGB") -> Image.Image:
     image = Image.open(io.BytesIO(data))
     image.load()
-    return image.convert("RGB")
+    return image.convert(mode)

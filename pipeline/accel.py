@@ -89,6 +89,13 @@ def apply_fast_path(text2img, fast: FastPath) -> list[str]:
     return applied
 
 
+def tune(models, fast: FastPath):
+    """Apply `fast` to loaded models (`pipeline.models.Models`) in place; returns them."""
+    if models.text2img is not None:
+        models.fast_path = apply_fast_path(models.text2img, fast)
+    return models
+
+
 def psnr(reference, other) -> float:
     """Peak signal-to-noise ratio in dB of 8-bit images `other` against `reference` (lists of
     equal-size PIL images, pooled); inf when identical."""
@@ -100,29 +107,3 @@ def psnr(reference, other) -> float:
         raise ValueError(f"cannot compare images of shapes {a.shape} and {b.shape}")
     mse = float(np.mean((a - b) ** 2))
     return float("inf") if mse == 0 else 10 * float(np.log10(255.0 ** 2 / mse))
-
-
-def warm_up(models, config, batch_sizes, stages=("generate", "sample")) -> list[tuple[str, int]]:
-    """Run the denoising stages once at every batch size they will see, with two steps, so that
-    a compiled UNet builds its graphs (one per shape) before the first alert rather than during
-    it. Returns the (stage, alerts per batch) pairs run."""
-    from PIL import Image
-
-    from .generate import generate_batch
-    from .sample import masked_variants_batch
-
-    size = models.image_size
-    image, mask = Image.new("RGB", (size, size)), Image.new("L", (size, size), 255)
-    done = []
-    for b in batch_sizes:
-        prompts, seeds = ["warm-up"] * b, list(range(b))
-        if "generate" in stages:
-            generate_batch(models.text2img, prompts, seeds, n=config.candidates, steps=2,
-                           guidance=config.guidance, size=size)
-            done.append(("generate", b))
-        if "sample" in stages:
-            masked_variants_batch(models.inpaint, [image] * b, [mask] * b, prompts, seeds,
-                                  k=config.variants, strength=config.strength, steps=2,
-                                  guidance=config.guidance)
-            done.append(("sample", b))
-    return done

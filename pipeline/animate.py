@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from PIL import Image
 
-MMS_BYTES = 300_000
+from .config import MMS_BYTES, MethodConfig
+from .stage import Context, Kind, Port, Row, Stage, row_by_row
+
 ESTIMATE_SLACK = 1.1  # a rung estimated up to 10% over the budget is still tried whole
 
 
@@ -145,3 +148,29 @@ def encode_webp(
                  loop=0, quality=quality, method=4)
     return Animation(buf.getvalue(), "image/webp", clip[0].width, clip[0].height, len(clip),
                      frame_ms * len(clip))
+
+
+EXTENSIONS = {"image/gif": "gif", "image/webp": "webp"}
+
+
+def encode_renditions(frames: Sequence[Image.Image], config: MethodConfig) -> list[Animation]:
+    """The GIF, and the WebP beside it on a second thread (Pillow encodes without the GIL)."""
+    def gif() -> Animation:
+        return encode_gif(frames, config.inbetween, config.frame_ms, config.gif_max_bytes,
+                          config.loop)
+
+    if not config.webp:
+        return [gif()]
+    with ThreadPoolExecutor(1, thread_name_prefix="alertanim-webp") as pool:
+        webp = pool.submit(encode_webp, frames, config.inbetween, config.frame_ms,
+                           loop=config.loop)
+        return [gif(), webp.result()]
+
+
+@row_by_row
+def _run(ctx: Context, row: Row) -> dict:
+    return {"animations": encode_renditions(row["frames"], ctx.config)}
+
+
+STAGE = Stage("animate", _run, inputs=("frames",), outputs=(Port("animations", Kind.ANIMATIONS),),
+              doc="linear crossfade between the key frames; GIF within its budget, WebP")

@@ -10,6 +10,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from .stage import Context, Kind, Port, Row, Stage
+
 
 def seeded_generator(device, seed: int) -> torch.Generator:
     return torch.Generator(device="cpu" if str(device).startswith("mps") else device).manual_seed(seed)
@@ -62,3 +64,17 @@ def generate_batch(
 def generate_candidates(text2img, prompt: str, *, n: int, seed: int, **kwargs) -> list:
     """`n` PIL candidates for one prompt (see `generate_batch`)."""
     return generate_batch(text2img, [prompt], [seed], n=n, **kwargs)[0]
+
+
+def _run(ctx: Context, rows: Sequence[Row]) -> list[dict]:
+    c = ctx.config
+    batches = generate_batch(ctx.models.text2img, [r["subject"].prompt for r in rows],
+                             [r["seed"] for r in rows], n=c.candidates, steps=c.steps,
+                             guidance=c.guidance, size=ctx.models.image_size,
+                             progress=ctx.steps("generate"))
+    return [{"candidates": images} for images in batches]
+
+
+STAGE = Stage("generate", _run, inputs=("subject", "seed"),
+              outputs=(Port("candidates", Kind.IMAGES),), components=("sd",), batched=True,
+              doc="text → N candidate images, every alert of a batch in one denoising loop")

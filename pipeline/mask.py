@@ -14,6 +14,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .stage import Context, Kind, Port, Row, Stage, row_by_row
+
+REFERENCE_SIDE = 512  # the image side the dilation setting is stated at
+
 
 @dataclass(frozen=True)
 class MaskResult:
@@ -83,3 +87,29 @@ def subject_mask(
     seg = dilate(prob >= threshold, dilation)
     rand = random_mask(seg.shape, random_coverage, seed, cell)
     return MaskResult(subject=seg, combined=seg | rand, probability=prob)
+
+
+@dataclass(frozen=True)
+class MaskCoverage:
+    subject: float  # share of the image CLIPSeg found the subject in
+    combined: float  # share of the image repainted: subject ∪ random
+
+
+@row_by_row
+def _run(ctx: Context, row: Row) -> dict:
+    c, image = ctx.config, row["best"]
+    result = subject_mask(
+        ctx.models.clipseg, ctx.models.clipseg_processor, image, row["subject"].word,
+        seed=row["seed"], threshold=c.mask_threshold,
+        dilation=round(c.mask_dilation * image.width / REFERENCE_SIDE),
+        random_coverage=c.random_coverage, cell=ctx.models.latent_cell)
+    return {"mask": result.image(),
+            "subject_mask": Image.fromarray(result.subject.astype(np.uint8) * 255, mode="L"),
+            "mask_coverage": MaskCoverage(result.subject_coverage, result.coverage)}
+
+
+STAGE = Stage("mask", _run, inputs=("best", "subject", "seed"),
+              outputs=(Port("mask", Kind.MASK), Port("subject_mask", Kind.MASK),
+                       Port("mask_coverage", Kind.VALUE, MaskCoverage)),
+              components=("clipseg",),
+              doc="CLIPSeg mask of the subject ∪ a seeded random mask on the latent grid")

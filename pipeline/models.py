@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from .accel import FastPath, apply_fast_path
+from schemas.errors import ModelsUnavailable
 
 DEFAULT_IDS = {
     "sd": "stable-diffusion-v1-5/stable-diffusion-v1-5",
@@ -26,10 +26,6 @@ DEFAULT_IDS = {
 }
 PRESETS = ("tiny", "random-full")
 _PRESET_VERSION = "1"
-
-
-class ModelsUnavailable(RuntimeError):
-    """A checkpoint could not be loaded (offline, missing, or not a model directory)."""
 
 
 PARTS = ("sd", "clip", "clipseg", "vit")  # the model families, as DEFAULT_IDS names them
@@ -67,6 +63,13 @@ def resolve_device(device: str = "auto", dtype: str = "auto") -> tuple[str, torc
         raise ValueError(f"dtype {dtype!r} is not one of auto, float32, float16, bfloat16") from None
 
 
+def deterministic() -> None:
+    """Ask torch for deterministic kernels (a warning, not an error, where one has none). On a
+    CPU the same seed then gives the same bytes; on a GPU, the same bytes for the same device,
+    driver, library versions and batch shapes."""
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
 def default_cache_dir() -> Path:
     root = os.environ.get("ALERTANIM_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "alertanim")
@@ -99,12 +102,10 @@ def load_models(
     device: str | torch.device = "cpu",
     dtype: torch.dtype | None = None,
     cache_dir: Path | None = None,
-    fast: FastPath | None = None,
     parts: Iterable[str] = PARTS,
 ) -> Models:
-    """Load the models named in `parts` (all by default) onto `device`. `fast` picks the
-    execution levers (see pipeline.accel); None means the device's default, which on CUDA is the
-    whole fast path but compilation."""
+    """Load the models named in `parts` (all by default) onto `device`, as published: the
+    execution levers are a separate step (`pipeline.accel.tune`)."""
     from diffusers import (AutoencoderKL, DPMSolverMultistepScheduler,
                            StableDiffusionInpaintPipeline, StableDiffusionPipeline)
     from transformers import (CLIPModel, CLIPProcessor, CLIPSegForImageSegmentation,
@@ -153,7 +154,6 @@ def load_models(
         sd.set_progress_bar_config(disable=True)
         sd.to(device)
         m.latent_cell = int(sd.vae_scale_factor)
-        m.fast_path = apply_fast_path(sd, FastPath.auto(device) if fast is None else fast)
         # The inpainting pipeline shares the text-to-image modules: one copy of the weights.
         m.inpaint = StableDiffusionInpaintPipeline(**sd.components, requires_safety_checker=False)
         m.inpaint.set_progress_bar_config(disable=True)

@@ -20,6 +20,11 @@ import torch
 from PIL import Image
 
 from .generate import image_generators, step_callback
+from .stage import Context, Kind, Port, Row, Stage
+
+# The variants' noise is seeded apart from the candidates' (seed + 1), so that a variant never
+# starts from the very noise its own image was made from.
+VARIANT_SEED_OFFSET = 1
 
 
 def masked_variants_batch(
@@ -79,3 +84,18 @@ def masked_variants(inpaint, image: Image.Image, mask: Image.Image, prompt: str,
                     seed: int, **kwargs) -> list[Image.Image]:
     """K variants of one image (see `masked_variants_batch`)."""
     return masked_variants_batch(inpaint, [image], [mask], [prompt], [seed], k=k, **kwargs)[0]
+
+
+def _run(ctx: Context, rows: Sequence[Row]) -> list[dict]:
+    c = ctx.config
+    batches = masked_variants_batch(
+        ctx.models.inpaint, [r["best"] for r in rows], [r["mask"] for r in rows],
+        [r["subject"].prompt for r in rows], [r["seed"] + VARIANT_SEED_OFFSET for r in rows],
+        k=c.variants, strength=c.strength, steps=c.steps, guidance=c.guidance,
+        progress=ctx.steps("sample"))
+    return [{"variants": variants} for variants in batches]
+
+
+STAGE = Stage("sample", _run, inputs=("best", "mask", "subject", "seed"),
+              outputs=(Port("variants", Kind.IMAGES),), components=("sd",), batched=True,
+              doc="K inpainted variants of the best image inside the mask, one loop per batch")

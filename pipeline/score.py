@@ -11,7 +11,9 @@ from dataclasses import dataclass
 
 import torch
 
-PERCENT = 100.0
+from .config import PERCENT
+from .stage import Context, Kind, Port, Row, Stage, row_by_row
+
 HESSEL = 2.5
 
 
@@ -44,3 +46,16 @@ def clip_scores(clip, processor, images: Sequence, text: str, weight: float = PE
 def _embeds(out):
     # transformers 5 returns a model output here; 4.x returned the tensor itself.
     return out if isinstance(out, torch.Tensor) else out.pooler_output
+
+
+@row_by_row
+def _run(ctx: Context, row: Row) -> dict:
+    m = ctx.models
+    scores = clip_scores(m.clip, m.clip_processor, row["candidates"], row["subject"].prompt,
+                         ctx.config.score_weight)
+    return {"scores": scores, "best": row["candidates"][scores.best_index]}
+
+
+STAGE = Stage("score", _run, inputs=("candidates", "subject"),
+              outputs=(Port("scores", Kind.VALUE, Scores), Port("best", Kind.IMAGE)),
+              components=("clip",), doc="CLIPScore of every candidate; the best one goes on")

@@ -1,10 +1,14 @@
 """Versioned records, one module per topic. JSON on the wire; each record names its
 `schema_version`, and a consumer refuses versions it does not know."""
 
-from .alert import Alert, InvalidAlert, parse_alert
+from .alert import Alert, parse_alert
+from .errors import (AlertanimError, InvalidAlert, InvalidInput, InvalidMessage,
+                     ModelsUnavailable, SendRefused, StoreRefused, StoreUnavailable)
 from .failed import FailureRecord
-from .ready import AnimationReady
-from .stage import StageMessage
+from .ready import AnimationReady, Rendition
+from .stage import ImageRefs, StageMessage, Value
 
-__all__ = ["Alert", "AnimationReady", "FailureRecord", "InvalidAlert", "StageMessage",
+__all__ = ["Alert", "AlertanimError", "AnimationReady", "FailureRecord", "ImageRefs",
+           "InvalidAlert", "InvalidInput", "InvalidMessage", "ModelsUnavailable", "Rendition",
+           "SendRefused", "StageMessage", "StoreRefused", "StoreUnavailable", "Value",
            "parse_alert"]

@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator
 
 from ._base import Record
+from .errors import InvalidAlert
 
 SCHEMA_VERSION = 1
 DEFAULT_MAX_CHARS = 5_000
@@ -21,9 +22,9 @@ class Alert(Record):
     text: str
     language: str | None = Field(default=None, max_length=35)  # BCP 47 tag, e.g. "ko-KR"
     sent: datetime | None = None
-    area: str | None = None
-    severity: str | None = None
-    event: str | None = None  # CAP 1.2 <event>, e.g. "Flood Warning"
+    area: str | None = Field(default=None, max_length=2_000)
+    severity: str | None = Field(default=None, max_length=64)
+    event: str | None = Field(default=None, max_length=256)  # CAP 1.2 <event>, e.g. "Flood Warning"
 
     @field_validator("text")
     @classmethod
@@ -38,15 +39,6 @@ class Alert(Record):
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
-class InvalidAlert(ValueError):
-    """An alert that can never be processed. `reason` is a stable code for the failure record."""
-
-    def __init__(self, reason: str, message: str, alert_id: str | None = None):
-        super().__init__(message)
-        self.reason = reason
-        self.alert_id = alert_id
-
-
 def parse_alert(raw: bytes, max_chars: int = DEFAULT_MAX_CHARS) -> Alert:
     """Decode and validate one `alerts` message, or raise InvalidAlert with the reason."""
     try:
@@ -55,8 +47,11 @@ def parse_alert(raw: bytes, max_chars: int = DEFAULT_MAX_CHARS) -> Alert:
         raise InvalidAlert("not_utf8", f"message is not UTF-8: {exc}") from None
     try:
         body = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidAlert("not_json", f"message is not JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers malformed JSON and integers past Python's digit limit; RecursionError
+        # a document nested deeper than the parser's stack.
+        raise InvalidAlert("not_json", f"message is not JSON: {type(exc).__name__}: "
+                                       f"{str(exc)[:200]}") from None
     if not isinstance(body, dict):
         raise InvalidAlert("not_object", f"message is JSON {type(body).__name__}, not an object")
     alert_id = body.get("id") if isinstance(body.get("id"), str) else None

@@ -1,30 +1,44 @@
-"""Topic `ready`: an animation is stored and can be fetched. Keyed by alert id."""
+"""Topic `ready`: an alert's animation is stored and can be fetched. Keyed by alert id.
+
+Schema v2 (v1 named one GIF and bolted a WebP beside it): `renditions` lists every encoding made
+for the alert, one entry per media type, so a new output format is a new entry, not new fields.
+"""
 
 from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import Field
+
 from ._base import Record
+
+SCHEMA_VERSION = 2
+
+
+class Rendition(Record):
+    media_type: str  # "image/gif", "image/webp", ...
+    s3_uri: str
+    url: str  # presigned GET, valid until `url_expires_at`
+    url_expires_at: float  # epoch seconds
+    bytes: int = Field(ge=0)
+    width: int = Field(ge=1)
+    height: int = Field(ge=1)
+    frame_count: int = Field(ge=1)
+    duration_ms: int = Field(ge=0)  # one full loop
 
 
 class AnimationReady(Record):
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = SCHEMA_VERSION
     alert_id: str
-    s3_uri: str
-    url: str  # presigned GET, valid until `url_expires_at`
-    url_expires_at: float
-    content_type: str
-    bytes: int
-    width: int
-    height: int
-    frame_count: int
-    duration_ms: int
-    clip_score: float
+    run: str  # fingerprint of the configuration that made it (method settings, models, version)
+    renditions: list[Rendition] = Field(min_length=1)
     subject: str
+    prompt: str
+    clip_score: float  # the best candidate's CLIPScore against the prompt
     stage_seconds: dict[str, float]
     latency_seconds: float  # ingest → this event
     model_ids: dict[str, str]
     pipeline_version: str
-    run: str  # fingerprint of the configuration that made it (method settings, models, version)
-    webp_s3_uri: str | None = None
-    webp_url: str | None = None
+
+    def rendition(self, media_type: str) -> Rendition | None:
+        return next((r for r in self.renditions if r.media_type == media_type), None)

@@ -1,35 +1,52 @@
-"""Intermediate topics, one per stage boundary: what the next stage needs, by reference.
+"""Intermediate topics, one per stage of the graph (`pipeline/graph.py`): what the next stage
+needs, by reference.
 
-Images never ride in these messages: `artifacts` holds object-store keys (claim check).
+Images never ride in these messages (the claim check): an `ImageRefs` artifact holds the
+object-store keys of its images; a `Value` artifact holds a small JSON value (scores, a path).
+Which artifacts a stage reads and writes is declared once, by the stage, in the graph; a worker
+refuses a message that lacks what its stage reads.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field
 
 from ._base import Record
 from .alert import Alert
 
+SCHEMA_VERSION = 2
+MAX_IMAGES = 256  # bounds every list a message can carry: no stage makes more images than this
+MAX_ARTIFACTS = 32
+RUN_PATTERN = r"^[0-9a-f]{12}$"
+
+
+class ImageRefs(Record):
+    kind: Literal["images"] = "images"
+    keys: list[Annotated[str, Field(min_length=1, max_length=512)]] = Field(
+        min_length=1, max_length=MAX_IMAGES)
+
+
+class Value(Record):
+    kind: Literal["value"] = "value"
+    value: Any
+
+
+Artifact = Annotated[Union[ImageRefs, Value], Field(discriminator="kind")]
+
 
 class StageMessage(Record):
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = SCHEMA_VERSION
     alert: Alert
-    stage: str  # the stage that consumes this message
-    run: str  # config fingerprint + seed: names every artifact of this run
-    seed: int
-    subject: str
-    prompt: str
+    stage: str = Field(max_length=64)  # the stage that consumes this message
+    run: str = Field(pattern=RUN_PATTERN)  # names every artifact of this configuration's run
+    seed: int = Field(ge=0, lt=2 ** 31)
     received_at: float  # epoch seconds when ingest accepted the alert
-    artifacts: dict[str, list[str]] = Field(default_factory=dict)
-    scores: list[float] = Field(default_factory=list)
-    best_index: int | None = None
-    mask_coverage: float | None = None
-    subject_mask_coverage: float | None = None
-    selected: list[int] = Field(default_factory=list)
-    seconds: dict[str, float] = Field(default_factory=dict)  # per stage, so far
-    attempt: int = 1
+    artifacts: dict[Annotated[str, Field(max_length=64)], Artifact] = Field(
+        default_factory=dict, max_length=MAX_ARTIFACTS)
+    seconds: dict[Annotated[str, Field(max_length=64)], float] = Field(
+        default_factory=dict, max_length=MAX_ARTIFACTS)  # per stage, so far
 
     @property
     def alert_id(self) -> str:

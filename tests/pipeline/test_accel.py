@@ -4,7 +4,7 @@ images within rounding of the plain path's."""
 import pytest
 from PIL import Image
 
-from pipeline.accel import COMPILE_MODES, FastPath, psnr
+from pipeline.accel import COMPILE_MODES, FastPath, psnr, tune
 from pipeline.generate import generate_candidates
 from pipeline.models import load_models
 from pipeline.sample import masked_variants
@@ -28,9 +28,9 @@ def test_psnr_is_inf_for_equal_images_and_falls_with_noise():
 
 
 def test_fast_path_keeps_the_images_and_the_shared_modules(model_cache):
-    plain = load_models("tiny", cache_dir=model_cache, fast=FastPath.off())
-    fast = load_models("tiny", cache_dir=model_cache,
-                       fast=FastPath(fuse_qkv=True, channels_last=True, vae_slicing=True))
+    plain = load_models("tiny", cache_dir=model_cache)
+    fast = tune(load_models("tiny", cache_dir=model_cache),
+                FastPath(fuse_qkv=True, channels_last=True, vae_slicing=True))
     assert plain.fast_path == [] and fast.fast_path == ["fuse_qkv", "channels_last",
                                                         "vae_slicing"]
     processors = {type(p).__name__ for p in fast.text2img.unet.attn_processors.values()}
@@ -51,10 +51,10 @@ def test_fast_path_keeps_the_images_and_the_shared_modules(model_cache):
 
 
 def test_compiled_unet_stays_shared_and_faithful(model_cache):
-    plain = load_models("tiny", cache_dir=model_cache, fast=FastPath.off())
-    compiled = load_models("tiny", cache_dir=model_cache,
-                           fast=FastPath(fuse_qkv=False, channels_last=False, vae_slicing=False,
-                                         compile="default"))
+    plain = tune(load_models("tiny", cache_dir=model_cache), FastPath.off())
+    compiled = tune(load_models("tiny", cache_dir=model_cache),
+                    FastPath(fuse_qkv=False, channels_last=False, vae_slicing=False,
+                             compile="default"))
     assert compiled.fast_path == ["compile=default"]
     assert compiled.inpaint.unet is compiled.text2img.unet
     assert compiled.text2img.unet._compiled_call_impl is not None
@@ -88,8 +88,8 @@ def test_worker_settings_offer_the_same_compile_modes():
 
 
 def test_warm_up_runs_every_batch_shape_the_worker_will_see(tiny):
-    from pipeline.accel import warm_up
-    from pipeline.workflow import MethodConfig
+    from pipeline.config import MethodConfig
+    from pipeline.graph import warm_up
 
     config = MethodConfig(candidates=3, variants=2)
     seen = []
@@ -102,4 +102,4 @@ def test_warm_up_runs_every_batch_shape_the_worker_will_see(tiny):
     assert done == [("generate", 1), ("sample", 1), ("generate", 2), ("sample", 2)]
     # guidance doubles each batch: candidates 3×b×2, variants 2×b×2
     assert set(seen) == {6, 4, 12, 8}
-    assert warm_up(tiny, config, [1], stages=("sample",)) == [("sample", 1)]
+    assert warm_up(tiny, config, [1], names=("mask", "sample")) == [("sample", 1)]

@@ -6,8 +6,9 @@ import sys
 import pytest
 from PIL import Image
 
+from pipeline.config import MethodConfig
 from pipeline.models import ModelsUnavailable, load_models
-from pipeline.workflow import MethodConfig, run_workflow
+from pipeline.workflow import run_workflow
 
 SMALL = MethodConfig(candidates=3, variants=4, frames=3, inbetween=1, steps=3)
 
@@ -216,7 +217,7 @@ def test_workflow_batch_gives_each_alert_what_it_gets_alone(tiny):
     import numpy as np
 
     from pipeline.accel import psnr
-    from pipeline.workflow import MethodConfig, run_workflow, run_workflow_batch
+    from pipeline.workflow import run_workflow, run_workflow_batch
 
     config = MethodConfig(candidates=3, variants=4, frames=3, inbetween=1, steps=3)
     texts, seeds = ["A fire has broken out in the building", "Flash flood in the river district"], [7, 8]
@@ -236,8 +237,9 @@ def test_workflow_batch_gives_each_alert_what_it_gets_alone(tiny):
 
 
 def test_a_role_loads_only_the_models_its_stages_use(tiny, model_cache, tmp_path):
+    from pipeline.mask import STAGE as MASK
     from pipeline.models import export_models
-    from pipeline.workflow import MethodConfig, run_stage_mask
+    from pipeline.stage import Context
 
     only = load_models("tiny", cache_dir=model_cache, parts={"clipseg"})
     assert only.parts == ("clipseg",)
@@ -245,25 +247,30 @@ def test_a_role_loads_only_the_models_its_stages_use(tiny, model_cache, tmp_path
     # the mask still lands on the latent grid, read from the VAE's config without its weights
     assert only.latent_cell == tiny.latent_cell > 1
     image = Image.new("RGB", (64, 64), (200, 40, 10))
-    a = run_stage_mask(only, image, "fire", MethodConfig(), seed=3)
-    b = run_stage_mask(tiny, image, "fire", MethodConfig(), seed=3)
-    assert a.image().tobytes() == b.image().tobytes()
+    from pipeline.subject import primary_subject
+
+    row = {"best": image, "subject": primary_subject("fire"), "seed": 3}
+    [a] = MASK.run(Context(only, MethodConfig()), [row])
+    [b] = MASK.run(Context(tiny, MethodConfig()), [row])
+    assert a["mask"].tobytes() == b["mask"].tobytes()
     with pytest.raises(ValueError, match="unknown model parts"):
         load_models("tiny", cache_dir=model_cache, parts={"sd", "unet"})
     with pytest.raises(ValueError, match="every model"):
         export_models(only, tmp_path / "partial")
 
 
-def test_stage_runner_roles_load_their_parts(tmp_path):
+def test_a_role_loads_the_parts_its_stages_declare(tmp_path):
+    from agents.host import ModelHost
     from agents.settings import Settings
-    from agents.stages import StageRunner
-    from agents.storage import LocalStore
+    from agents.topology import parse_stages
 
     def parts(stages):
         settings = Settings(store="local", local_dir=str(tmp_path), models="tiny", stages=stages)
-        return StageRunner(settings, LocalStore(tmp_path)).models().parts
+        host = ModelHost(settings, parse_stages(stages))
+        return host.models().parts if host.needed else ()
 
     assert parts("select,animate") == ("vit",)
     assert parts("mask,sample") == ("sd", "clipseg")
     assert parts("generate,score") == ("sd", "clip")
     assert parts("all") == ("sd", "clip", "clipseg", "vit")
+    assert parts("ingest,subject") == ()  # a CPU role loads nothing

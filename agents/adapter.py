@@ -1,0 +1,200 @@
+"""The one adapter between the stage graph and the stream: for a message, fetch the inputs its
+stage declares (images from the object store by key, values from the message) → run the stage →
+store the outputs it declares → the message for the next stage, or, after the last stage, the
+completion event. Synchronous: the processor calls it off the event loop.
+
+`ingest` is the entry: it validates an `alerts` message, claims the alert id in the ledger and
+starts a run at the first stage.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from pipeline import __version__ as PIPELINE_VERSION
+from pipeline import graph
+from pipeline.animate import Animation
+from pipeline.stage import Context, Kind, Port, Stage
+from schemas import (AnimationReady, ImageRefs, InvalidMessage, Rendition, StageMessage, Value,
+                     parse_alert)
+
+from .host import ModelHost
+from .ledger import Claim, Ledger, run_id, seed_for
+from .storage import ObjectStore, png_bytes, png_image
+from .topology import FIRST
+
+# What the alert itself provides to the graph, by port name.
+_FROM_ALERT = {"text": lambda m: m.alert.text, "event": lambda m: m.alert.event,
+               "language": lambda m: m.alert.language, "seed": lambda m: m.seed}
+_IMAGE_KINDS = (Kind.IMAGES, Kind.IMAGE, Kind.MASK)
+
+
+@lru_cache(maxsize=None)
+def _codec(port: Port) -> TypeAdapter:
+    return TypeAdapter(port.type)
+
+
+class Adapter:
+    def __init__(self, settings, store: ObjectStore, host: ModelHost):
+        self.settings = settings
+        self.store = store
+        self.host = host
+        self.ledger = Ledger(store, settings.presign_expiry_s)
+        self.config = settings.method
+        self.run = run_id(self.config, settings.models)
+        # A stage's images are encoded and moved in parallel: PNG and the store's round trips
+        # would otherwise hold the GPU thread for tens of milliseconds per image.
+        self._io = ThreadPoolExecutor(settings.io_threads, thread_name_prefix="alertanim-io")
+
+    # -- the entry ---------------------------------------------------------------------------
+    def ingest(self, raw: bytes, source: str = "") -> StageMessage | AnimationReady | None:
+        t0 = time.perf_counter()
+        alert = parse_alert(raw, self.settings.max_text_chars)
+        claimed = self.ledger.claim(alert, source, self.run)
+        if claimed.claim is Claim.DONE:
+            return None
+        if claimed.claim is Claim.FINISHED:
+            return claimed.ready
+        return StageMessage(alert=alert, stage=FIRST, run=self.run, seed=seed_for(alert.id),
+                            received_at=time.time(),
+                            seconds={"ingest": round(time.perf_counter() - t0, 4)})
+
+    # -- a stage -----------------------------------------------------------------------------
+    def stage(self, name: str) -> Stage:
+        try:
+            return graph.STAGES[name]
+        except KeyError:
+            raise InvalidMessage(f"no stage {name!r} in the graph") from None
+
+    def decode(self, name: str, raw: bytes) -> StageMessage:
+        """A stage message for stage `name`, checked against the graph and the ledger."""
+        try:
+            msg = StageMessage.from_bytes(raw)
+        except ValueError as exc:  # pydantic's ValidationError is a ValueError
+            raise InvalidMessage(f"not a stage message: {str(exc)[:500]}") from None
+        if msg.stage != name:
+            raise InvalidMessage(f"a message for stage {msg.stage!r} on {name!r}'s topic",
+                                 alert_id=msg.alert_id)
+        self.ledger.check(msg)
+        return msg
+
+    def run_stage(self, name: str, msgs: list[StageMessage]
+                  ) -> list[StageMessage | AnimationReady | None]:
+        """Run stage `name` over `msgs` (one model call when the stage is batched)."""
+        stage = self.stage(name)
+        last = graph.NEXT[name] is None
+        results: list[StageMessage | AnimationReady | None] = [None] * len(msgs)
+        todo = []
+        for i, msg in enumerate(msgs):
+            if last and self.ledger.emitted(msg.alert_id, msg.run):
+                continue  # a redelivery after the event went out
+            done = self.ledger.finished(msg.alert_id, msg.run) if last else None
+            if done is not None:
+                results[i] = done  # stored, but the event may not have gone out: send it
+            else:
+                todo.append(i)
+        if not todo:
+            return results
+        t0 = time.perf_counter()
+        known: dict[int, str] = {}  # id(image) → its key, so an image passed on is not stored twice
+        rows = [self._inputs(stage, msgs[i], known) for i in todo]
+        ctx = Context(self.host.models() if stage.uses_models else None, self.config)
+        outputs = stage.run(ctx, rows)
+        stored = [self._store(stage, msgs[i], out, known) for i, out in zip(todo, outputs)]
+        elapsed = round(time.perf_counter() - t0, 4)
+        for i, artifacts in zip(todo, stored):
+            msg = msgs[i]
+            seconds = {**msg.seconds, name: elapsed}
+            if last:
+                results[i] = self._ready(msg, artifacts, seconds)
+            else:
+                results[i] = msg.model_copy(update={
+                    "stage": graph.NEXT[name], "seconds": seconds,
+                    "artifacts": {**msg.artifacts, **artifacts}})
+        return results
+
+    def _inputs(self, stage: Stage, msg: StageMessage, known: dict[int, str]) -> dict[str, Any]:
+        row: dict[str, Any] = {}
+        for name in stage.inputs:
+            if name in _FROM_ALERT:
+                row[name] = _FROM_ALERT[name](msg)
+                continue
+            port = graph.PORTS[name]
+            artifact = msg.artifacts.get(name)
+            want = ImageRefs if port.kind in _IMAGE_KINDS else Value
+            if not isinstance(artifact, want):
+                raise InvalidMessage(f"stage {stage.name!r} reads {name!r} ({port.kind.value}), "
+                                     "which the message does not carry", alert_id=msg.alert_id)
+            if port.kind is Kind.VALUE:
+                try:
+                    row[name] = _codec(port).validate_python(artifact.value)
+                except ValueError as exc:
+                    raise InvalidMessage(f"{name!r} is not a {port.type}: {str(exc)[:300]}",
+                                         alert_id=msg.alert_id) from None
+                continue
+            mode = "L" if port.kind is Kind.MASK else "RGB"
+            images = list(self._io.map(lambda k: png_image(self.store.get(k), mode),
+                                       artifact.keys))
+            known.update((id(im), key) for im, key in zip(images, artifact.keys))
+            row[name] = images if port.kind is Kind.IMAGES else images[0]
+        return row
+
+    def _store(self, stage: Stage, msg: StageMessage, out: dict[str, Any],
+               known: dict[int, str]) -> dict[str, Any]:
+        artifacts: dict[str, Any] = {}
+        uploads = []
+        for port in stage.outputs:
+            value = out[port.name]
+            if port.kind is Kind.VALUE:
+                artifacts[port.name] = Value(value=_codec(port).dump_python(value, mode="json"))
+            elif port.kind is Kind.ANIMATIONS:
+                artifacts[port.name] = value  # stored as renditions by `_ready`
+            else:
+                images = value if port.kind is Kind.IMAGES else [value]
+                keys = []
+                for im in images:
+                    key = known.get(id(im))
+                    if key is None:
+                        key = self.ledger.image_key(msg.alert_id, msg.run, stage.name,
+                                                    len(uploads))
+                        uploads.append((key, im))
+                    keys.append(key)
+                artifacts[port.name] = ImageRefs(keys=keys)
+        # list() waits for every put and re-raises the first failure
+        list(self._io.map(lambda kv: self.store.put(kv[0], png_bytes(kv[1]), "image/png"),
+                          uploads))
+        return artifacts
+
+    # -- the end -----------------------------------------------------------------------------
+    def _ready(self, msg: StageMessage, artifacts: dict[str, Any],
+               seconds: dict[str, float]) -> AnimationReady:
+        """Store the renditions, then the completion (so a redelivery finds it), and return the
+        event to send."""
+        animations: list[Animation] = [a for v in artifacts.values() if isinstance(v, list)
+                                       for a in v if isinstance(a, Animation)]
+        renditions = list(self._io.map(lambda a: self._rendition(msg, a), animations))
+        subject = msg.artifacts["subject"].value
+        scores = msg.artifacts["scores"].value
+        ready = AnimationReady(
+            alert_id=msg.alert_id, run=msg.run, renditions=renditions, subject=subject["word"],
+            prompt=subject["prompt"], clip_score=scores["values"][scores["best_index"]],
+            stage_seconds=seconds, latency_seconds=round(time.time() - msg.received_at, 4),
+            model_ids=self.host.model_ids(), pipeline_version=PIPELINE_VERSION)
+        self.ledger.record_ready(ready)
+        return ready
+
+    def _rendition(self, msg: StageMessage, a: Animation) -> Rendition:
+        key = self.ledger.rendition_key(msg.alert_id, msg.run, a.content_type)
+        uri = self.store.put(key, a.data, a.content_type)
+        url, expires = self.store.url(key, self.settings.presign_expiry_s)
+        return Rendition(media_type=a.content_type, s3_uri=uri, url=url, url_expires_at=expires,
+                         bytes=len(a.data), width=a.width, height=a.height,
+                         frame_count=a.frame_count, duration_ms=a.duration_ms)
+
+    def close(self) -> None:
+        self._io.shutdown(wait=False)

@@ -1,0 +1,150 @@
+"""The ledger: every object key the stream uses, and the protocol that keeps one completion event
+per alert. One place derives keys; nothing else builds them.
+
+    alerts/<alert id>.json                      the first claim on an id: content hash, source
+    runs/<alert id>/<run>/<stage>/<NN>.png      a stage's images (claim check)
+    runs/<alert id>/<run>/renditions/animation.<ext>
+    runs/<alert id>/<run>/ready.json            the completion, stored before its event is sent
+    runs/<alert id>/<run>/emitted               written once the event was acknowledged
+    failed/<sha256>                             an input too large for its failure record
+
+`run` names everything one configuration produces for an alert: the method's settings, the model
+source and the pipeline version. Keys are deterministic, so a redelivered message rewrites the
+same objects.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import re
+import time
+from dataclasses import dataclass
+
+from pipeline import __version__ as PIPELINE_VERSION
+from pipeline.animate import EXTENSIONS
+from pipeline.config import MethodConfig
+from schemas import Alert, AnimationReady, ImageRefs, InvalidAlert, InvalidMessage, StageMessage
+
+from .storage import ObjectStore
+
+
+
+def run_id(config: MethodConfig, models: str, version: str = PIPELINE_VERSION) -> str:
+    basis = f"{config.fingerprint()}|{models}|{version}"
+    return hashlib.sha256(basis.encode()).hexdigest()[:12]
+
+
+def seed_for(alert_id: str) -> int:
+    """An alert's seed, from its id: the same alert gets the same images wherever it runs."""
+    return int.from_bytes(hashlib.sha256(alert_id.encode()).digest()[:4], "big") & 0x7FFFFFFF
+
+
+class Claim(enum.Enum):
+    NEW = "new"  # first sight of this id: run it
+    RERUN = "rerun"  # seen, not finished (in flight, or its run failed): run it again
+    FINISHED = "finished"  # re-published after completion: send the stored result again
+    DONE = "done"  # the same record redelivered after its event went out: nothing to do
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    claim: Claim
+    ready: AnimationReady | None = None
+
+
+class Ledger:
+    def __init__(self, store: ObjectStore, presign_expiry_s: int):
+        self.store = store
+        self.presign_expiry_s = presign_expiry_s
+
+    # -- keys --------------------------------------------------------------------------------
+    @staticmethod
+    def alert_key(alert_id: str) -> str:
+        return f"alerts/{alert_id}.json"
+
+    @staticmethod
+    def run_prefix(alert_id: str, run: str) -> str:
+        return f"runs/{alert_id}/{run}/"
+
+    def image_key(self, alert_id: str, run: str, stage: str, index: int) -> str:
+        return f"{self.run_prefix(alert_id, run)}{stage}/{index:02d}.png"
+
+    def rendition_key(self, alert_id: str, run: str, media_type: str) -> str:
+        return f"{self.run_prefix(alert_id, run)}renditions/animation.{EXTENSIONS[media_type]}"
+
+    def ready_key(self, alert_id: str, run: str) -> str:
+        return f"{self.run_prefix(alert_id, run)}ready.json"
+
+    def emitted_key(self, alert_id: str, run: str) -> str:
+        return f"{self.run_prefix(alert_id, run)}emitted"
+
+    @staticmethod
+    def payload_key(sha256: str) -> str:
+        return f"failed/{sha256}"
+
+    def check(self, msg: StageMessage) -> None:
+        """Refuse a message naming an object the ledger would not derive for its alert: a
+        message on an intermediate topic must not make a worker read or overwrite another
+        alert's objects."""
+        prefix = self.run_prefix(msg.alert_id, msg.run)
+        pattern = re.compile(rf"^{re.escape(prefix)}[a-z_]{{1,32}}/\d{{2,3}}\.png$")
+        for name, artifact in msg.artifacts.items():
+            if isinstance(artifact, ImageRefs):
+                bad = [k for k in artifact.keys if not pattern.match(k)]
+                if bad:
+                    raise InvalidMessage(f"artifact {name!r} names keys outside this alert's "
+                                         f"run: {bad[0]!r}", alert_id=msg.alert_id)
+
+    # -- the first claim on an alert id ------------------------------------------------------
+    def claim(self, alert: Alert, source: str, run: str) -> ClaimResult:
+        """Tell a new alert from a redelivery and a re-publication, atomically.
+
+        `source` names the Kafka record (topic:partition:offset). The same record seen again is a
+        redelivery after a crash: it goes on unless its animation already went out. The same
+        content under a new record is a re-publication: a finished result is sent again, never
+        recomputed; one still in flight runs again rather than risk being lost (both copies share
+        a partition at every stage, so the second is suppressed at the end once the first event
+        went out). Other content under a used id is refused.
+        """
+        digest = alert.content_hash()
+        body = json.dumps({"content_hash": digest, "run": run, "source": source,
+                           "received_at": time.time()}).encode()
+        key = self.alert_key(alert.id)
+        if self.store.put_if_absent(key, body, "application/json"):
+            return ClaimResult(Claim.NEW)
+        seen = json.loads(self.store.get(key))
+        if seen["content_hash"] != digest:
+            raise InvalidAlert("duplicate_id_conflict",
+                               f"alert id {alert.id!r} was already used for different content",
+                               alert.id)
+        if seen.get("source") == source:
+            return ClaimResult(Claim.DONE if self.emitted(alert.id, run) else Claim.RERUN)
+        ready = self.finished(alert.id, run)
+        return ClaimResult(Claim.FINISHED, ready) if ready else ClaimResult(Claim.RERUN)
+
+    # -- completion: stored, then sent, then marked ------------------------------------------
+    def record_ready(self, ready: AnimationReady) -> None:
+        self.store.put(self.ready_key(ready.alert_id, ready.run), ready.to_bytes(),
+                       "application/json")
+
+    def finished(self, alert_id: str, run: str) -> AnimationReady | None:
+        """The stored completion of this run, with fresh URLs, or None."""
+        rkey = self.ready_key(alert_id, run)
+        if not self.store.exists(rkey):
+            return None
+        ready = AnimationReady.from_bytes(self.store.get(rkey))
+        renditions = []
+        for r in ready.renditions:
+            url, expires = self.store.url(self.rendition_key(alert_id, run, r.media_type),
+                                          self.presign_expiry_s)
+            renditions.append(r.model_copy(update={"url": url, "url_expires_at": expires}))
+        return ready.model_copy(update={"renditions": renditions})
+
+    def emitted(self, alert_id: str, run: str) -> bool:
+        return self.store.exists(self.emitted_key(alert_id, run))
+
+    def mark_emitted(self, ready: AnimationReady) -> None:
+        self.store.put(self.emitted_key(ready.alert_id, ready.run), b"",
+                       "application/octet-stream")

@@ -1,0 +1,102 @@
+"""One error family for the whole project, each error carrying the stable reason code that a
+failure record on the `failed` topic reports.
+
+Third-party errors are mapped into it at the edge (the object store, the broker, model loading),
+so the code that decides what to do with an error reads two fields, `reason` and `transient`,
+instead of matching class names.
+"""
+
+from __future__ import annotations
+
+
+class AlertanimError(Exception):
+    """Root of every error the project raises on purpose."""
+
+    reason: str = "stage_error"
+    transient: bool = False  # waiting and trying again can succeed
+
+    def __init__(self, message: str, *, reason: str | None = None,
+                 alert_id: str | None = None):
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
+        self.alert_id = alert_id
+
+
+class InvalidInput(AlertanimError):
+    """Input that can never be processed; retrying cannot help."""
+
+    reason = "invalid_input"
+
+
+class InvalidAlert(InvalidInput):
+    """An `alerts` message refused: not_utf8, not_json, not_object, missing_field, empty_text,
+    text_too_long, invalid_field, unknown_schema_version, duplicate_id_conflict."""
+
+    def __init__(self, reason: str, message: str, alert_id: str | None = None):
+        super().__init__(message, reason=reason, alert_id=alert_id)
+
+
+class InvalidMessage(InvalidInput):
+    """A message on an intermediate topic that does not fit the stage graph: not a stage
+    message, a stage that does not exist, a missing input, a key the ledger would not derive."""
+
+    reason = "invalid_message"
+
+
+class ModelsUnavailable(AlertanimError):
+    """A checkpoint could not be loaded (offline, missing, or not a model directory)."""
+
+    reason = "models_unavailable"
+
+
+class StoreUnavailable(AlertanimError):
+    """The object store could not be reached or answered with a server error."""
+
+    reason = "store_unavailable"
+    transient = True
+
+
+class StoreRefused(AlertanimError):
+    """The object store refused the request (credentials, permissions, a missing bucket)."""
+
+    reason = "store_refused"
+
+
+class ArtifactMissing(AlertanimError):
+    """A message names an object that is not in the store."""
+
+    reason = "artifact_missing"
+
+
+class SendRefused(AlertanimError):
+    """The broker will never take this record (too large, not authorised for the topic)."""
+
+    reason = "send_refused"
+
+
+class ConfigError(AlertanimError):
+    """Settings that cannot work together."""
+
+    reason = "config_error"
+
+
+REASONS = {
+    "not_utf8": "the message is not UTF-8 (the payload is kept as base64)",
+    "not_json": "the message is not JSON (or nested too deeply to read)",
+    "not_object": "the message is JSON but not an object",
+    "missing_field": "a required field is missing",
+    "empty_text": "the alert's text is empty",
+    "text_too_long": "the alert's text is longer than MAX_TEXT_CHARS",
+    "invalid_field": "a field has the wrong type or an invalid value",
+    "unknown_schema_version": "a schema_version this worker does not read",
+    "duplicate_id_conflict": "an alert id reused for other content",
+    "invalid_message": "an intermediate message that does not fit the stage graph",
+    "stage_error": "a stage kept failing after its retries",
+    "transient_error": "a stage kept failing with errors that waiting could fix, past the deadline",
+    "store_unavailable": "the object store stayed unreachable past the retry deadline",
+    "store_refused": "the object store refused the request",
+    "artifact_missing": "a message named an object that is not in the store",
+    "send_refused": "the broker refused the record for good; the record says what was cut",
+    "models_unavailable": "the worker could not load its models",
+}
