@@ -7,11 +7,15 @@ import string
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
-from agents.processing import StageProcessor, is_transient
+from agents.adapter import Adapter
+from agents.host import ModelHost
+from agents.processing import StageProcessor
 from agents.settings import Settings
-from agents.stages import StageRunner
-from agents.storage import LocalStore, StoreUnavailable
-from schemas import FailureRecord, StageMessage
+from agents.storage import LocalStore
+from agents.topology import parse_stages
+from schemas import FailureRecord, StageMessage, StoreUnavailable
+
+SMALL = {"steps": 2, "candidates": 2, "variants": 2, "frames": 2}
 
 
 class Sent(list):
@@ -19,24 +23,30 @@ class Sent(list):
         self.append((topic, key, value))
 
 
-def make(tmp_path, **kw):
+def make(tmp_path, method=None, **kw):
+    kw = {"retry_backoff_s": 0.0, **kw}
     settings = Settings(store="local", local_dir=str(tmp_path), models="tiny",
-                        retry_backoff_s=0.0, **kw)
+                        method={**SMALL, **(method or {})}, **kw)
     sent = Sent()
-    return StageProcessor(settings, StageRunner(settings, LocalStore(tmp_path)), sent), sent
+    adapter = Adapter(settings, LocalStore(tmp_path), ModelHost(settings, parse_stages("all")))
+    return StageProcessor(settings, adapter, sent), sent
 
 
 def ingest(processor, raw, source="alerts:0:0"):
     asyncio.run(processor.process("ingest", raw, source))
 
 
-def test_valid_alert_goes_to_generate(tmp_path):
+def test_valid_alert_goes_to_the_first_stage(tmp_path):
     proc, sent = make(tmp_path)
     ingest(proc, json.dumps({"id": "a1", "text": "서울 화재 발생"}).encode())
     [(topic, key, value)] = sent
     msg = StageMessage.from_bytes(value)
-    assert topic == "alertanim.stage.generate" and key == "a1"
-    assert msg.subject == "fire" and msg.stage == "generate" and msg.prompt.isascii()
+    assert topic == "alertanim.stage.subject" and key == "a1"
+    assert msg.stage == "subject" and msg.artifacts == {} and msg.schema_version == 2
+    asyncio.run(proc.process("subject", value))
+    subject = StageMessage.from_bytes(sent[-1][2]).artifacts["subject"].value
+    assert sent[-1][0] == "alertanim.stage.generate"
+    assert subject["word"] == "fire" and subject["prompt"].isascii()
 
 
 def test_redelivery_goes_on_until_the_animation_went_out(tmp_path):
@@ -45,60 +55,160 @@ def test_redelivery_goes_on_until_the_animation_went_out(tmp_path):
     ingest(proc, raw, "alerts:1:5")
     ingest(proc, raw, "alerts:1:5")  # redelivered after a crash, nothing sent yet
     ingest(proc, raw, "alerts:1:9")  # re-published while in flight: not lost either
-    assert [t for t, _, _ in sent] == ["alertanim.stage.generate"] * 3
+    assert [t for t, _, _ in sent] == ["alertanim.stage.subject"] * 3
     run = StageMessage.from_bytes(sent[0][2]).run
-    proc.runner.store.put(proc.runner.emitted_key("a2", run), b"", "application/octet-stream")
+    proc.adapter.store.put(proc.adapter.ledger.emitted_key("a2", run), b"", "x")
     ingest(proc, raw, "alerts:1:5")  # redelivered after its event went out
     assert len(sent) == 3
-    assert proc.metrics.duplicates.labels("ingest")._value.get() == 1
+    assert proc.metrics.value("alertanim_stage_duplicates_total", stage="ingest") == 1
+
+
+def first_stage_message(proc, sent, alert_id="a3"):
+    ingest(proc, json.dumps({"id": alert_id, "text": "fire"}).encode())
+    return sent[-1][2]
 
 
 def test_non_transient_error_is_retried_then_recorded(tmp_path):
     proc, sent = make(tmp_path, max_attempts=3)
     calls = []
 
-    def broken(msg):
-        calls.append(1)
+    def broken(stage, msgs):
+        calls.append(stage)
         raise RuntimeError("model exploded")
-    proc.runner.generate = broken
-    ingest(proc, json.dumps({"id": "a3", "text": "fire"}).encode())
-    _, _, value = sent[0]
-    asyncio.run(proc.process("generate", value))
+    proc.adapter.run_stage = broken
+    asyncio.run(proc.process("subject", first_stage_message(proc, sent)))
     record = FailureRecord.from_bytes(sent[-1][2])
     assert sent[-1][0] == "failed"
     assert len(calls) == 3 and record.attempts == 3
-    assert record.stage == "generate" and record.reason == "stage_error"
+    assert record.stage == "subject" and record.reason == "stage_error"
     assert record.error_class == "builtins.RuntimeError" and not record.transient
     assert json.loads(record.payload)["alert"]["id"] == "a3"
+    assert proc.metrics.value("alertanim_stage_retries_total", stage="subject") == 2
 
 
-def test_transient_error_is_retried_longer_and_can_succeed(tmp_path):
-    proc, sent = make(tmp_path, max_attempts=2)
-    ingest(proc, json.dumps({"id": "a4", "text": "fire"}).encode())
-    message = StageMessage.from_bytes(sent[0][2])
+def test_transient_error_is_retried_until_the_deadline_and_can_succeed(tmp_path):
+    proc, sent = make(tmp_path, max_attempts=2, retry_deadline_s=30)
+    raw = first_stage_message(proc, sent, "a4")
     calls = []
+    real = proc.adapter.run_stage
 
-    def flaky(msg):
+    def flaky(stage, msgs):
         calls.append(1)
-        if len(calls) < 6:
+        if len(calls) < 6:  # more than max_attempts: transient errors go by the deadline
             raise StoreUnavailable("connection reset")
-        return msg.model_copy(update={"stage": "score"})
-    proc.runner.generate = flaky
-    asyncio.run(proc.process("generate", message.to_bytes()))
-    assert len(calls) == 6 and sent[-1][0] == "alertanim.stage.score"
-    assert proc.metrics.retries.labels("generate")._value.get() == 5
+        return real(stage, msgs)
+    proc.adapter.run_stage = flaky
+    asyncio.run(proc.process("subject", raw))
+    assert len(calls) == 6 and sent[-1][0] == "alertanim.stage.generate"
+    assert proc.metrics.value("alertanim_stage_retries_total", stage="subject") == 5
 
 
-def test_garbage_on_an_internal_topic_is_recorded(tmp_path):
+def test_transient_errors_past_the_deadline_are_recorded(tmp_path):
+    proc, sent = make(tmp_path, retry_deadline_s=0.3, retry_backoff_s=0.05,
+                      retry_backoff_max_s=0.05)
+    raw = first_stage_message(proc, sent, "a5")
+
+    def down(stage, msgs):
+        raise StoreUnavailable("store away")
+    proc.adapter.run_stage = down
+    asyncio.run(proc.process("subject", raw))
+    record = FailureRecord.from_bytes(sent[-1][2])
+    assert record.reason == "store_unavailable" and record.transient and record.attempts > 3
+
+
+@pytest.mark.parametrize("raw, reason", [
+    (b'{"schema_version": 2}', "invalid_message"),
+    (b"\xff\xfe", "invalid_message"),
+])
+def test_garbage_on_an_internal_topic_is_recorded(tmp_path, raw, reason):
     proc, sent = make(tmp_path)
-    asyncio.run(proc.process("mask", b'{"schema_version": 1}'))
+    asyncio.run(proc.process("mask", raw))
     record = FailureRecord.from_bytes(sent[0][2])
-    assert record.stage == "mask" and record.reason == "invalid_message"
+    assert record.stage == "mask" and record.reason == reason and record.attempts == 1
 
 
-def test_transient_classification():
-    assert is_transient(StoreUnavailable("x")) and is_transient(ConnectionResetError())
-    assert not is_transient(ValueError("x"))
+def test_a_message_naming_another_alerts_objects_is_refused(tmp_path, tiny):
+    """A stage message is not trusted to name keys: the ledger derives them."""
+    proc, sent = make(tmp_path)
+    raw = first_stage_message(proc, sent, "victim")
+    asyncio.run(proc.process("subject", raw))
+    asyncio.run(proc.process("generate", sent[-1][2]))
+    good = StageMessage.from_bytes(sent[-1][2])
+    victim_key = good.artifacts["candidates"].keys[0]
+    before = proc.adapter.store.get(victim_key)
+    ingest(proc, json.dumps({"id": "attacker", "text": "fire"}).encode(), "alerts:0:1")
+    evil = StageMessage.from_bytes(sent[-1][2]).model_copy(update={
+        "stage": "score", "artifacts": good.artifacts})
+    asyncio.run(proc.process("score", evil.to_bytes()))
+    record = FailureRecord.from_bytes(sent[-1][2])
+    assert record.reason == "invalid_message" and record.alert_id == "attacker"
+    assert "outside this alert's run" in record.message
+    traversal = evil.model_copy(update={"run": good.run, "artifacts": {
+        "candidates": {"kind": "images", "keys": [f"runs/attacker/{good.run}/../../victim/x.png"]}}})
+    asyncio.run(proc.process("score", traversal.to_bytes()))
+    assert FailureRecord.from_bytes(sent[-1][2]).reason == "invalid_message"
+    assert proc.adapter.store.get(victim_key) == before
+
+
+def test_a_stage_message_missing_an_input_is_refused(tmp_path):
+    proc, sent = make(tmp_path)
+    msg = StageMessage.from_bytes(first_stage_message(proc, sent, "m1"))
+    asyncio.run(proc.process("sample", msg.model_copy(update={"stage": "sample"}).to_bytes()))
+    record = FailureRecord.from_bytes(sent[-1][2])
+    assert record.reason == "invalid_message" and "reads 'best'" in record.message
+
+
+def test_a_send_the_broker_refuses_ends_in_a_record_and_the_next_message_flows(tmp_path):
+    from aiokafka.errors import MessageSizeTooLargeError
+
+    proc, sent = make(tmp_path)
+    refused = []
+
+    async def picky(topic, key, value):
+        if key == "big" and topic != "failed":
+            refused.append(topic)
+            raise MessageSizeTooLargeError("record too large")
+        sent.append((topic, key, value))
+    proc.send = picky
+    ingest(proc, json.dumps({"id": "big", "text": "fire"}).encode(), "alerts:0:1")
+    ingest(proc, json.dumps({"id": "next", "text": "fire"}).encode(), "alerts:0:2")
+    assert refused == ["alertanim.stage.subject"], "not retried: the broker will never take it"
+    record = FailureRecord.from_bytes(sent[0][2])
+    assert sent[0][0] == "failed" and record.reason == "send_refused"
+    assert sent[1][:2] == ("alertanim.stage.subject", "next")
+
+
+def test_a_failure_record_too_large_for_the_broker_is_cut_and_says_so(tmp_path):
+    import base64
+    import hashlib
+
+    proc, sent = make(tmp_path, max_record_bytes=20_000)
+    raw = b"\xff" + bytes(range(256)) * 200  # not UTF-8, base64 grows it by a third
+    ingest(proc, raw)
+    record = FailureRecord.from_bytes(sent[0][2])
+    assert len(sent[0][2]) <= 20_000
+    assert record.reason == "not_utf8" and record.payload_truncated
+    assert record.payload_bytes == len(raw)
+    assert record.payload_sha256 == hashlib.sha256(raw).hexdigest()
+    assert raw.startswith(base64.b64decode(record.payload))
+    assert proc.adapter.store.get(record.payload_key) == raw
+
+
+def test_a_broker_that_is_away_is_waited_for(tmp_path):
+    from aiokafka.errors import KafkaConnectionError
+
+    proc, sent = make(tmp_path)
+    failures = []
+
+    async def flaky_send(topic, key, value):
+        if len(failures) < 3:
+            failures.append(topic)
+            raise KafkaConnectionError("broker away")
+        sent.append((topic, key, value))
+    proc.send = flaky_send
+    ingest(proc, json.dumps({"id": "k1", "text": "fire"}).encode())
+    assert len(failures) == 3
+    assert [(t, k) for t, k, _ in sent] == [("alertanim.stage.subject", "k1")]
 
 
 json_values = st.recursive(
@@ -132,15 +242,24 @@ def test_ingest_never_raises_and_always_answers(tmp_path_factory, kind):
             record = FailureRecord.from_bytes(value)
             assert record.stage == "ingest" and record.reason and record.message
         else:
-            assert topic == "alertanim.stage.generate"
+            assert topic == "alertanim.stage.subject"
             StageMessage.from_bytes(value)
     check()
+
+
+@pytest.mark.parametrize("raw", [b"[" * 100_000 + b"]" * 100_000,
+                                 b'{"id": "n1", "text": "fire", "x": ' + b"9" * 5000 + b"}"])
+def test_hostile_json_is_refused_as_not_json(tmp_path, raw):
+    proc, sent = make(tmp_path)
+    ingest(proc, raw)
+    record = FailureRecord.from_bytes(sent[0][2])
+    assert record.reason == "not_json" and record.attempts == 1
 
 
 def advance_to(proc, sent, stage, alert_id, text):
     """Run one alert through ingest and the stages before `stage`; its message for `stage`."""
     ingest(proc, json.dumps({"id": alert_id, "text": text}).encode(), f"alerts:0:{alert_id}")
-    current = "generate"
+    current = "subject"
     while current != stage:
         asyncio.run(proc.process(current, sent[-1][2]))
         current = StageMessage.from_bytes(sent[-1][2]).stage
@@ -149,7 +268,7 @@ def advance_to(proc, sent, stage, alert_id, text):
 
 @pytest.mark.parametrize("stage", ["generate", "sample"])
 def test_a_batch_of_alerts_gives_one_result_each(tmp_path, tiny, stage):
-    proc, sent = make(tmp_path, steps=2, candidates=2, variants=2)
+    proc, sent = make(tmp_path)
     raws = [advance_to(proc, sent, stage, f"b{i}", t) for i, t in
             enumerate(["fire", "flood", "지진"])]
     before = len(sent)
@@ -158,41 +277,23 @@ def test_a_batch_of_alerts_gives_one_result_each(tmp_path, tiny, stage):
     assert sorted(key for _, key, _ in out if key) == ["b0", "b1", "b2"]
     assert [FailureRecord.from_bytes(v).reason for t, _, v in out if t == "failed"] == [
         "invalid_message"]
-    assert proc.metrics.batch_size.labels(stage)._sum.get() == 3
+    assert proc.metrics.value("alertanim_stage_batch_size_sum", stage=stage) == 3
 
 
 def test_a_failing_batch_is_retried_one_alert_at_a_time(tmp_path, tiny):
-    proc, sent = make(tmp_path, steps=2, candidates=2, max_attempts=1)
+    proc, sent = make(tmp_path, max_attempts=1)
     raws = [advance_to(proc, sent, "generate", f"c{i}", "fire") for i in range(3)]
-    real = proc.runner.generate_many
+    real = proc.adapter.run_stage
 
-    def fussy(msgs):
+    def fussy(stage, msgs):
         if len(msgs) > 1 or msgs[0].alert_id == "c1":
             raise RuntimeError("out of memory for this batch")
-        return real(msgs)
-    proc.runner.generate_many = fussy
-    proc.runner.generate = lambda msg: fussy([msg])[0]
+        return real(stage, msgs)
+    proc.adapter.run_stage = fussy
     before = len(sent)
     asyncio.run(proc.process_many("generate", raws))
     topics = {key: topic for topic, key, _ in sent[before:]}
     assert topics == {"c0": "alertanim.stage.score", "c1": "failed", "c2": "alertanim.stage.score"}
-
-
-def test_a_broker_that_is_away_is_waited_for(tmp_path):
-    from aiokafka.errors import KafkaConnectionError
-
-    proc, sent = make(tmp_path)
-    failures = []
-
-    async def flaky_send(topic, key, value):
-        if len(failures) < 3:
-            failures.append(topic)
-            raise KafkaConnectionError("broker away")
-        sent.append((topic, key, value))
-    proc.send = flaky_send
-    ingest(proc, json.dumps({"id": "k1", "text": "fire"}).encode())
-    assert len(failures) == 3
-    assert [(t, k) for t, k, _ in sent] == [("alertanim.stage.generate", "k1")]
 
 
 def test_animation_runs_beside_the_gpu_stages(tmp_path):
@@ -202,48 +303,44 @@ def test_animation_runs_beside_the_gpu_stages(tmp_path):
 
     proc, sent = make(tmp_path, max_attempts=1)
     gen_started, animated = threading.Event(), threading.Event()
-    ingest(proc, json.dumps({"id": "o1", "text": "fire"}).encode())
-    msg = StageMessage.from_bytes(sent[0][2])
+    msg = StageMessage.from_bytes(first_stage_message(proc, sent, "o1"))
 
-    def slow_generate(m):
-        gen_started.set()
-        assert animated.wait(10), "animate never ran while the GPU stage held its thread"
-        return m.model_copy(update={"stage": "score"})
-
-    def animate(m):
+    def run_stage(stage, msgs):
+        if stage == "generate":
+            gen_started.set()
+            assert animated.wait(10), "animate never ran while the GPU stage held its thread"
+            return [msgs[0].model_copy(update={"stage": "score"})]
         assert gen_started.wait(10)
         animated.set()
-        return m.model_copy(update={"stage": "done"})  # stands for the AnimationReady
-    proc.runner.generate = slow_generate
-    proc.runner.animate = animate
+        return [msgs[0].model_copy(update={"stage": "done"})]
+    proc.adapter.run_stage = run_stage
 
     async def both():
-        await asyncio.gather(proc.process("generate", msg.to_bytes()),
-                             proc.process("animate", msg.model_copy(
-                                 update={"stage": "animate"}).to_bytes()))
+        await asyncio.gather(
+            proc.process("generate", msg.model_copy(update={"stage": "generate"}).to_bytes()),
+            proc.process("animate", msg.model_copy(update={"stage": "animate"}).to_bytes()))
     asyncio.run(both())
-    assert [t for t, _, _ in sent[1:]] == ["alertanim.stage.score", "alertanim.stage.done"] or \
-        [t for t, _, _ in sent[1:]] == ["alertanim.stage.done", "alertanim.stage.score"]
+    assert sorted(t for t, _, _ in sent[1:]) == ["alertanim.stage.done", "alertanim.stage.score"]
     assert proc.executor_for("generate") is not proc.executor_for("animate")
 
 
-def test_a_compiling_worker_warms_up_before_it_counts_as_loaded(tmp_path, monkeypatch, tiny):
-    import agents.stages
+def test_a_compiling_worker_warms_up_before_it_counts_as_ready(tmp_path, monkeypatch, tiny):
+    import agents.host
 
     calls = []
 
-    def record(models, config, sizes, stages):
-        assert not runner.models_loaded  # readiness waits for the warm-up
-        calls.append((list(sizes), list(stages)))
+    def record(models, config, sizes, names):
+        assert not host.ready  # readiness waits for the warm-up
+        calls.append((list(sizes), list(names)))
         return []
-    monkeypatch.setattr(agents.stages, "warm_up", record)
+    monkeypatch.setattr(agents.host.graph, "warm_up", record)
     settings = Settings(store="local", local_dir=str(tmp_path), models="tiny", compile="default",
-                        batch_max=3, stages="ingest,generate,score")
-    runner = StageRunner(settings, LocalStore(tmp_path))
-    models = runner.models()
-    assert calls == [([1, 2, 3], ["generate"])]
-    assert runner.models_loaded and models.fast_path[-1] == "compile=default"
-    plain = StageRunner(Settings(store="local", local_dir=str(tmp_path), models="tiny"),
-                        LocalStore(tmp_path))
+                        batch_max=3, stages="ingest,subject,generate,score")
+    host = ModelHost(settings, parse_stages(settings.stages))
+    models = host.models()
+    assert calls == [([1, 2, 3], ["subject", "generate", "score"])]
+    assert host.ready and models.fast_path[-1] == "compile=default"
+    plain = ModelHost(Settings(store="local", local_dir=str(tmp_path), models="tiny"),
+                      parse_stages("all"))
     plain.models()
     assert len(calls) == 1  # no compilation, no warm-up

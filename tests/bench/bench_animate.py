@@ -16,8 +16,8 @@ import time
 import numpy as np
 from PIL import Image, ImageFilter
 
-from pipeline.animate import encode_gif, encode_webp
-from pipeline.workflow import MethodConfig, animate
+from pipeline.animate import encode_gif, encode_renditions, encode_webp
+from pipeline.config import MethodConfig
 
 
 def frames(n: int = 8, size: int = 512, seed: int = 0) -> list[Image.Image]:
@@ -39,7 +39,7 @@ def main(argv=None) -> dict:
     jobs = {
         "gif": lambda: encode_gif(keys, c.inbetween, c.frame_ms, c.gif_max_bytes, c.loop),
         "webp": lambda: encode_webp(keys, c.inbetween, c.frame_ms, loop=c.loop),
-        "animate (both)": lambda: animate(keys, c),
+        "animate (both)": lambda: encode_renditions(keys, c),
     }
     figures = {}
     for name, job in jobs.items():

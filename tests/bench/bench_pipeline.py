@@ -32,12 +32,15 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 from PIL import Image
 
-from pipeline.accel import COMPILE_MODES, FastPath, psnr
+from pipeline.accel import COMPILE_MODES, FastPath, psnr, tune
+from pipeline.config import MethodConfig
 from pipeline.generate import generate_candidates
+from pipeline.mask import STAGE as MASK
 from pipeline.models import load_models, resolve_device
 from pipeline.sample import masked_variants
+from pipeline.stage import Context
 from pipeline.subject import primary_subject
-from pipeline.workflow import MethodConfig, finish, run_frames_batch, run_stage_mask, run_workflow
+from pipeline.workflow import CPU_PART, MODEL_PART, advance, run_workflow, run_workflow_batch
 from tests.bench.flops import H200_BF16_TFLOPS
 
 TEXTS = [
@@ -86,7 +89,9 @@ def faithfulness(models, reference, config, text) -> dict[str, float]:
     kw = dict(steps=config.steps, guidance=config.guidance, size=reference.image_size)
     ref = generate_candidates(reference.text2img, text, n=config.candidates, seed=0, **kw)
     got = generate_candidates(models.text2img, text, n=config.candidates, seed=0, **kw)
-    mask = run_stage_mask(reference, ref[0], primary_subject(text).word, config, 0).image()
+    [masked] = MASK.run(Context(reference, config),
+                        [{"best": ref[0], "subject": primary_subject(text), "seed": 0}])
+    mask = masked["mask"]
     kw = dict(k=config.variants, seed=1, strength=config.strength, steps=config.steps,
               guidance=config.guidance)
     ref_v = masked_variants(reference.inpaint, ref[0], mask, text, **kw)
@@ -98,20 +103,25 @@ def burst(models, config, n: int, batch_max: int, device) -> dict:
     """`n` alerts at once: GPU batches of `batch_max` in this thread, animations on CPU threads
     beside the next batch, as a worker running every stage does."""
     texts = [TEXTS[i % len(TEXTS)] for i in range(n)]
+    ctx = Context(models, config)
+
+    def finish(run):
+        return advance(ctx, [run], CPU_PART)
+
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="animate") as pool:
         # one warm-up batch at the full batch size (and shape, for a compiled UNet)
-        for f in run_frames_batch(models, texts[:batch_max], list(range(batch_max)),
-                                  config=config):
-            finish(f, config)
+        for f in run_workflow_batch(models, texts[:batch_max], list(range(batch_max)),
+                                    config=config, names=MODEL_PART):
+            finish(f)
         sync(device)
         reset_peak(device)
         t0 = time.perf_counter()
         futures = []
         for start in range(0, n, batch_max):
             chunk = texts[start:start + batch_max]
-            batch = run_frames_batch(models, chunk, list(range(start, start + len(chunk))),
-                                     config=config)
-            futures += [pool.submit(finish, f, config) for f in batch]
+            batch = run_workflow_batch(models, chunk, list(range(start, start + len(chunk))),
+                                       config=config, names=MODEL_PART)
+            futures += [pool.submit(finish, f) for f in batch]
         done_at = []
         for fut in futures:
             fut.result()
@@ -178,7 +188,7 @@ def main(argv=None) -> dict:
     config = MethodConfig()
 
     t_load = time.perf_counter()
-    models = load_models(args.models, device=device, dtype=dtype, fast=fast)
+    models = tune(load_models(args.models, device=device, dtype=dtype), fast)
     figures: dict = {
         "models": args.models, "device": device,
         "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else None,
@@ -195,7 +205,7 @@ def main(argv=None) -> dict:
     if args.burst:
         figures["burst"] = burst(models, config, args.burst, args.batch_max, device)
 
-    plain = dict(source=args.models, device=device, fast=FastPath.off())
+    plain = dict(source=args.models, device=device)  # as published: no fast path
     same_dtype = None
     if args.baselines:  # (b) runs between the method's alerts: both see the machine alike
         same_dtype = load_models(**plain, dtype=dtype)

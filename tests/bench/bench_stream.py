@@ -31,7 +31,8 @@ def main(argv=None) -> dict:
     from deploy.local.harness import KafkaBroker, S3Server
     from tests.bench.bench_pipeline import pct
     from pipeline.models import load_models
-    from pipeline.workflow import MethodConfig, run_workflow
+    from pipeline.config import MethodConfig
+    from pipeline.workflow import run_workflow
     from schemas import AnimationReady
     from tests.stream.conftest import Pipeline, alert_bytes, consume, publish
 
@@ -55,7 +56,7 @@ def main(argv=None) -> dict:
     s3 = S3Server().start()
     figures: dict = {"steps": args.steps}
     try:
-        p = Pipeline(broker, s3, cache, steps=args.steps)
+        p = Pipeline(broker, s3, cache, method={"steps": args.steps})
         worker = p.start_worker()
         publish(p.settings, [("warm", alert_bytes("warm", text))])
         consume(p.settings, [p.settings.topic_ready], until=lambda r: len(r) >= 1, timeout=300)

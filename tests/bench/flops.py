@@ -15,7 +15,7 @@ import argparse
 import torch
 
 from pipeline.presets import _specs
-from pipeline.workflow import MethodConfig
+from pipeline.config import MethodConfig
 
 H200_BF16_TFLOPS = 790.0
 TOKENS = 77

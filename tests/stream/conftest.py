@@ -60,7 +60,7 @@ class Pipeline:
             "ALERTANIM_TOPIC_STAGE_PREFIX": f"{name}.stage.",
             "ALERTANIM_S3_PREFIX": name,
             "ALERTANIM_MODELS": "tiny",
-            "ALERTANIM_STEPS": "4",
+            "ALERTANIM_METHOD__STEPS": "4",
             "ALERTANIM_RETRY_BACKOFF_S": "0.2",
             "ALERTANIM_CACHE": str(model_cache),
             "HF_HUB_OFFLINE": "1",
@@ -68,7 +68,9 @@ class Pipeline:
         })
         if s3_endpoint:
             self.env["ALERTANIM_S3_ENDPOINT_URL"] = s3_endpoint
+        method = settings.pop("method", {})
         self.env.update({f"ALERTANIM_{k.upper()}": str(v) for k, v in settings.items()})
+        self.env.update({f"ALERTANIM_METHOD__{k.upper()}": str(v) for k, v in method.items()})
         self.workers: list[Worker] = []
         self.settings = self.make_settings()
         asyncio.run(_ensure_topics(self.settings))
@@ -76,8 +78,15 @@ class Pipeline:
     def make_settings(self):
         from agents.settings import Settings
 
-        return Settings(**{k.removeprefix("ALERTANIM_").lower(): v for k, v in self.env.items()
-                           if k.startswith("ALERTANIM_") and k != "ALERTANIM_CACHE"})
+        flat, method = {}, {}
+        for k, v in self.env.items():
+            if k.startswith("ALERTANIM_") and k != "ALERTANIM_CACHE":
+                name = k.removeprefix("ALERTANIM_").lower()
+                if name.startswith("method__"):
+                    method[name.removeprefix("method__")] = v
+                else:
+                    flat[name] = v
+        return Settings(**flat, method=method)
 
     def start_worker(self, stages: str = "all", wait: bool = True) -> "Worker":
         worker = Worker(self.env, stages, log_dir=Path(os.environ.get("ALERTANIM_TEST_LOGS", "/tmp")))

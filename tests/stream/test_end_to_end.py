@@ -33,23 +33,26 @@ def test_twenty_alerts_become_twenty_animations(pipeline_factory):
     assert all(r.key.decode() == json.loads(r.value)["alert_id"] for r in records)
     expected_frames = 8 + 8 * 3  # frames + in-betweens, looped
     for event in events:
-        with urllib.request.urlopen(event.url, timeout=10) as resp:
-            data = resp.read()
-        gif = Image.open(io.BytesIO(data))
-        assert gif.format == "GIF"
-        assert gif.n_frames == event.frame_count == expected_frames
-        assert len(data) == event.bytes <= 300_000
-        assert event.s3_uri.startswith(f"s3://{p.s3.bucket}/")
-        assert set(event.stage_seconds) == {"ingest", "generate", "score", "mask", "sample",
-                                            "select", "animate"}
+        assert [r.media_type for r in event.renditions] == ["image/gif", "image/webp"]
+        for rendition, fmt in zip(event.renditions, ("GIF", "WEBP")):
+            with urllib.request.urlopen(rendition.url, timeout=10) as resp:
+                data = resp.read()
+            image = Image.open(io.BytesIO(data))
+            assert image.format == fmt
+            assert image.n_frames == rendition.frame_count == expected_frames
+            assert len(data) == rendition.bytes
+            assert rendition.s3_uri.startswith(f"s3://{p.s3.bucket}/")
+        assert event.rendition("image/gif").bytes <= 300_000
+        assert set(event.stage_seconds) == {"ingest", "subject", "generate", "score", "mask",
+                                            "sample", "select", "animate"}
         assert event.subject in {"fire", "flood", "tsunami", "earthquake"}
 
     # The claim check: no image ever rides in a Kafka message.
     topics = [p.settings.topic_ready, p.settings.topic_failed,
               *(p.settings.stage_topic(s) for s in
-                ("generate", "score", "mask", "sample", "select", "animate"))]
+                ("subject", "generate", "score", "mask", "sample", "select", "animate"))]
     everything = consume(p.settings, topics, until=lambda r: False, timeout=5)
-    assert len(everything) >= 20 * 7
+    assert len(everything) >= 20 * 7  # six stage hops and the event
     for r in everything:
         assert len(r.value) < 16_000, (r.topic, len(r.value))
         assert b"GIF89a" not in r.value and b"\x89PNG" not in r.value
@@ -74,3 +77,38 @@ def test_a_worker_whose_models_cannot_load_exits(pipeline_factory, tmp_path):
     assert code != 0
     log = worker.log.read_text(errors="replace")
     assert "cannot load models" in log and "--models tiny" in log
+
+
+def test_the_stream_and_the_run_command_make_the_same_animation(pipeline_factory, model_cache,
+                                                               tmp_path):
+    """One graph, two runners: the same alert through Kafka + S3 and in-process gives the same
+    GIF, byte for byte, from the same selected frames."""
+    import os
+    import subprocess
+    import sys
+
+    from agents.ledger import seed_for
+    from schemas import StageMessage
+
+    p = pipeline_factory()
+    p.start_worker()
+    alert_id, text = "same-01", "서울 강남구 화재 발생, 인근 주민은 대피하세요"
+    publish(p.settings, [(alert_id, alert_bytes(alert_id, text))])
+    [record] = consume(p.settings, [p.settings.topic_ready], until=lambda r: len(r) >= 1,
+                       timeout=180)
+    event = AnimationReady.from_bytes(record.value)
+    with urllib.request.urlopen(event.rendition("image/gif").url, timeout=10) as resp:
+        streamed = resp.read()
+    [to_animate] = consume(p.settings, [p.settings.stage_topic("animate")],
+                           until=lambda r: len(r) >= 1, timeout=30)
+    streamed_path = StageMessage.from_bytes(to_animate.value).artifacts["path"].value
+
+    out, summary = tmp_path / "run.gif", tmp_path / "run.json"
+    subprocess.run(
+        [sys.executable, "-m", "agents.cli", "run", text, "--id", alert_id, "--models", "tiny",
+         "--seed", str(seed_for(alert_id)), "--steps", "4", "--out", str(out), "--json",
+         str(summary), "--quiet"],
+        env={**os.environ, "OMP_NUM_THREADS": "1", "ALERTANIM_CACHE": str(model_cache),
+             "HF_HUB_OFFLINE": "1"}, check=True, timeout=300)
+    assert json.loads(summary.read_text())["selected_frames"] == streamed_path["indices"]
+    assert out.read_bytes() == streamed

@@ -31,7 +31,7 @@ def test_two_workers_share_partitions_and_each_alert_completes_once(pipeline_fac
 
 def test_stage_roles_in_separate_processes(pipeline_factory):
     p = pipeline_factory()
-    p.start_worker("ingest,generate,score")
+    p.start_worker("ingest,subject,generate,score")
     p.start_worker("mask,sample")
     p.start_worker("select,animate")
     ids = [f"roles-{i}" for i in range(4)]
@@ -91,7 +91,8 @@ def test_reused_id_after_completion_re_emits_without_recomputing(pipeline_factor
     records = consume(p.settings, [p.settings.topic_ready], until=lambda r: len(r) >= 2,
                       timeout=120)
     first, second = (AnimationReady.from_bytes(r.value) for r in records[:2])
-    assert first.s3_uri == second.s3_uri and first.bytes == second.bytes
+    assert first.renditions[0].s3_uri == second.renditions[0].s3_uri
+    assert first.renditions[0].bytes == second.renditions[0].bytes
     assert worker.metric("alertanim_stage_processed", stage="generate") == 1
 
 
@@ -112,7 +113,7 @@ def test_sigkill_mid_pipeline_loses_nothing(pipeline_factory):
 
 def test_storage_outage_is_retried(pipeline_factory, s3_proxy):
     p = pipeline_factory(s3_endpoint=s3_proxy.endpoint, max_attempts=3, retry_backoff_max_s=2)
-    p.start_worker()
+    worker = p.start_worker()
     ids = [f"s3down-{i}" for i in range(6)]
     publish(p.settings, [(ids[0], alert_bytes(ids[0], "Smoke over the district"))])
     consume(p.settings, [p.settings.topic_ready], until=lambda r: len(r) >= 1, timeout=120)
@@ -125,6 +126,7 @@ def test_storage_outage_is_retried(pipeline_factory, s3_proxy):
     assert sorted(set(ready_ids(p, len(ids)))) == ids
     failed = consume(p.settings, [p.settings.topic_failed], until=lambda r: False, timeout=2)
     assert failed == []
+    assert worker.metric("alertanim_stage_retries") > 0, "the outage was ridden out by retries"
 
 
 def test_broker_restart_mid_run(pipeline_factory, kafka):
