@@ -173,15 +173,24 @@ async def _metadata(bootstrap: str) -> None:
 
 class S3Server:
     """moto's standalone S3-compatible server; `stop()`/`start()` keep the port (data is lost on
-    restart, as with any in-memory server: tests that restart it keep that in mind)."""
+    restart, as with any in-memory server: tests that restart it keep that in mind).
+
+    With `auth=True` the server checks every request's signature against an IAM user it makes at
+    start (its keys become `access_key`/`secret_key`): a wrong secret is refused as S3 refuses it.
+    """
 
     access_key = "alertanim-test"
     secret_key = "alertanim-test-secret"
     region = "us-east-1"
 
-    def __init__(self, port: int | None = None, bucket: str = "alertanim"):
+    # Requests moto serves before it checks signatures: the readiness probe, the bucket, and
+    # the IAM user, its key and its policy.
+    _SETUP_REQUESTS = 5
+
+    def __init__(self, port: int | None = None, bucket: str = "alertanim", auth: bool = False):
         self.port = port or free_port()
         self.bucket = bucket
+        self.auth = auth
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -189,9 +198,12 @@ class S3Server:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> "S3Server":
+        env = dict(os.environ)
+        if self.auth:
+            env["INITIAL_NO_AUTH_ACTION_COUNT"] = str(self._SETUP_REQUESTS)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -204,7 +216,22 @@ class S3Server:
         else:
             raise InfraError(f"S3 server not ready on {self.endpoint} after {timeout}s")
         self.client().create_bucket(Bucket=self.bucket)
+        if self.auth:
+            self._make_user()
         return self
+
+    def _make_user(self) -> None:
+        import boto3
+
+        iam = boto3.client("iam", endpoint_url=self.endpoint, region_name=self.region,
+                           aws_access_key_id=self.access_key,
+                           aws_secret_access_key=self.secret_key)
+        iam.create_user(UserName="alertanim")
+        key = iam.create_access_key(UserName="alertanim")["AccessKey"]
+        iam.put_user_policy(UserName="alertanim", PolicyName="bucket", PolicyDocument=(
+            '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", '
+            f'"Resource": ["arn:aws:s3:::{self.bucket}", "arn:aws:s3:::{self.bucket}/*"]}}]}}'))
+        self.access_key, self.secret_key = key["AccessKeyId"], key["SecretAccessKey"]
 
     def client(self):
         import boto3

@@ -140,16 +140,36 @@ def test_broker_restart_mid_run(pipeline_factory, kafka):
     assert sorted(set(ready_ids(p, len(ids), timeout=300))) == ids
 
 
-def test_secrets_stay_out_of_logs_and_failure_records(pipeline_factory):
-    p = pipeline_factory()
-    worker = p.start_worker()
-    publish(p.settings, [(None, b"not json")])
-    failed = consume(p.settings, [p.settings.topic_failed], until=lambda r: len(r) >= 1,
-                     timeout=60)
-    secret = p.env["ALERTANIM_S3_SECRET_ACCESS_KEY"]
-    assert failed and all(secret.encode() not in r.value for r in failed)
-    worker.stop()
-    assert secret not in worker.log.read_text(errors="replace")
+def test_an_s3_auth_failure_keeps_the_secrets_out_of_logs_and_failure_records(kafka, model_cache,
+                                                                           tiny):
+    """The path that really handles the secret: every request is signed with it, and the
+    server refuses the signature."""
+    import uuid
+
+    from deploy.local.harness import S3Server
+
+    from .conftest import Pipeline
+
+    s3 = S3Server(auth=True).start()
+    wrong = f"wrong-{uuid.uuid4().hex}"
+    p = Pipeline(kafka, s3, model_cache, s3_secret_access_key=wrong)
+    try:
+        worker = p.start_worker()
+        publish(p.settings, [("auth-1", alert_bytes("auth-1", "A fire has broken out"))])
+        failed = consume(p.settings, [p.settings.topic_failed], until=lambda r: len(r) >= 1,
+                         timeout=120)
+        record = FailureRecord.from_bytes(failed[0].value)
+        assert record.reason == "store_refused" and not record.transient
+        assert "SignatureDoesNotMatch" in record.message
+        worker.stop()
+        log = worker.log.read_text(errors="replace")
+        assert "SignatureDoesNotMatch" in log or "store_refused" in log
+        for secret in (wrong, s3.secret_key):
+            assert secret.encode() not in failed[0].value
+            assert secret not in log
+    finally:
+        p.stop()
+        s3.stop()
 
 
 def test_scaling_out_then_in_while_alerts_flow(pipeline_factory):
