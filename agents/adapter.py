@@ -30,7 +30,8 @@ from .topology import FIRST
 
 # What the alert itself provides to the graph, by port name.
 _FROM_ALERT = {"text": lambda m: m.alert.text, "event": lambda m: m.alert.event,
-               "language": lambda m: m.alert.language, "seed": lambda m: m.seed}
+               "language": lambda m: m.alert.language, "seed": lambda m: m.seed,
+               "event_codes": lambda m: m.alert.code_pairs()}
 _IMAGE_KINDS = (Kind.IMAGES, Kind.IMAGE, Kind.MASK)
 
 

@@ -64,7 +64,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from schemas import InvalidAlert, parse_alert
 
     # The same checks as the stream's ingest, so the command refuses what the stream refuses.
-    body = {"id": args.id, "text": args.text, "event": args.event, "language": args.language}
+    body = {"id": args.id, "text": args.text, "event": args.event, "language": args.language,
+            "event_codes": [dict(zip(("value_name", "value"), c.split("=", 1)))
+                            for c in args.event_code] or None}
     try:
         alert = parse_alert(json.dumps({k: v for k, v in body.items() if v is not None}).encode())
         config = _method(args)
@@ -92,7 +94,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"alertanim: {exc}", file=sys.stderr)
         return 2
     result = run_workflow(models, alert.text, seed=args.seed, config=config, event=alert.event,
-                          language=alert.language,
+                          language=alert.language, event_codes=alert.code_pairs(),
                           progress=None if args.quiet else _progress())
     out = Path(args.out)
     out.write_bytes(result.gif.data)
@@ -134,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("text", help="the alert text, any language")
     run.add_argument("--event", help="CAP event, e.g. 'Flood Warning'")
     run.add_argument("--language", help="BCP 47 tag of the text, e.g. ko-KR")
+    run.add_argument("--event-code", action="append", default=[], metavar="NAME=VALUE",
+                     help="CAP eventCode, e.g. SAME=TOR (repeatable)")
     run.add_argument("--id", default="cli", help="alert id (checked as the stream checks it)")
     run.add_argument("--out", default="alert.gif", help="GIF path (default: alert.gif)")
     run.add_argument("--out-webp", help="also write the animated WebP here")

@@ -11,43 +11,20 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from . import animate, generate, mask, sample, score, select, subject
-from .stage import Context, Kind, Port, Row, Stage, row_by_row
+from .stage import Context, Kind, Port, Stage
 
-
-@row_by_row
-def _subject(ctx: Context, row: Row) -> dict:
-    return {"subject": subject.primary_subject(row["text"], row["event"])}
-
-
-SUBJECT = Stage("subject", _subject, inputs=("text", "event", "language"),
-                outputs=(Port("subject", Kind.VALUE, subject.Subject,
-                              example=lambda: subject.primary_subject("warm-up")),),
-                doc="the hazard to segment and the English prompt to generate from")
-
-
-@row_by_row
-def _select(ctx: Context, row: Row) -> dict:
-    m = ctx.models
-    frames, path, _ = select.select_frames(m.vit, m.vit_processor, row["best"], row["variants"],
-                                           ctx.config.frames, ctx.config.loop)
-    return {"frames": frames, "path": path}
-
-
-SELECT = Stage("select", _select, inputs=("best", "variants"),
-               outputs=(Port("frames", Kind.IMAGES), Port("path", Kind.VALUE, select.FramePath)),
-               components=("vit",),
-               doc="ViT-B/16 features, distances, the cheapest ordered path of k frames")
 
 # What every run starts from: the alert itself and its seed.
 ALERT_INPUTS: tuple[Port, ...] = (
     Port("text", Kind.VALUE, str),
     Port("event", Kind.VALUE, str | None),
     Port("language", Kind.VALUE, str | None),
+    Port("event_codes", Kind.VALUE, tuple[tuple[str, str], ...], example=lambda: ()),
     Port("seed", Kind.VALUE, int, example=lambda: 0),
 )
 
-GRAPH: tuple[Stage, ...] = (SUBJECT, generate.STAGE, score.STAGE, mask.STAGE,
-                            sample.STAGE, SELECT, animate.STAGE)
+GRAPH: tuple[Stage, ...] = (subject.STAGE, generate.STAGE, score.STAGE, mask.STAGE,
+                            sample.STAGE, select.STAGE, animate.STAGE)
 NAMES: tuple[str, ...] = tuple(s.name for s in GRAPH)
 STAGES: dict[str, Stage] = {s.name: s for s in GRAPH}
 NEXT: dict[str, str | None] = {a: b for a, b in zip(NAMES, (*NAMES[1:], None))}

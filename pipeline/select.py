@@ -30,6 +30,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from .stage import Context, Kind, Port, Row, Stage, row_by_row
+
 # Equal-cost paths summed in different orders differ in the last bits; costs this close (relative
 # to k times the largest distance) are treated as equal so that the tie rule, not rounding, picks.
 _TIE_RTOL = 1e-12
@@ -242,3 +244,17 @@ def select_frames(vit, processor, best_image, variants, k: int, closed: bool = F
     dist = distance_matrix(image_features(vit, processor, images))
     path = select_path(dist, min(k, len(images)), start=0, closed=closed)
     return [images[i] for i in path.indices], path, dist
+
+
+@row_by_row
+def _run(ctx: Context, row: Row) -> dict:
+    m = ctx.models
+    frames, path, _ = select_frames(m.vit, m.vit_processor, row["best"], row["variants"],
+                                    ctx.config.frames, ctx.config.loop)
+    return {"frames": frames, "path": path}
+
+
+STAGE = Stage("select", _run, inputs=("best", "variants"),
+              outputs=(Port("frames", Kind.IMAGES), Port("path", Kind.VALUE, FramePath)),
+              components=("vit",),
+              doc="ViT-B/16 features, distances, the cheapest ordered path of k frames")

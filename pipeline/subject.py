@@ -1,105 +1,281 @@
-"""Stage 3a: the alert's primary subject and the English prompt built around it.
+"""Stage 3a: the alert's primary hazard, the word CLIPSeg segments and the English prompt.
 
-Alerts arrive in the publisher's language (Korea's run 90-157 characters of Korean), while the
-text-to-image and CLIP models read English. A hazard lexicon maps the alert to one hazard; the
-prompt is the English text itself, or the hazard's English scene when the alert is not English.
+Alerts arrive in the publisher's language; the text-to-image and CLIP models read English. The
+hazard comes from the first of these that names one: the CAP event codes (SAME "TOR", CAP-CP
+"flood"), the CAP `event` text ("Flood Warning", "Alerta de tsunami"), the alert text. A later
+source may only refine it (SAME "FFW" and the text "flash flood emergency" give the emergency)
+or name a test or a tsunami, which win anywhere. Within one source the first hazard named leads
+and a finer one named anywhere refines it ("a fire started the wildfire" is a wildfire); at one
+place the longest term wins ("hurricane-force winds" is wind, not a hurricane). The lexicon and
+its rules (whole words, Korean context, Chinese and Japanese false friends) are in `lexicon.py`.
+
+The language (`subject_language.py`: the hint when it fits the script, else the script or an
+offline model) picks the lexicons to search: its own, then English. An English alert is its own
+prompt (ASCII, at most `MAX_PROMPT` characters, cut at a word; the hazard's scene is appended
+when the text does not name it); every other alert gets its hazard's English scene, so its words
+never reach the model. A notice (a test, a 911 outage, boil water, a missing person) always gets
+its scene, and an alert that names no hazard a neutral one. Everything is compiled at import; a
+call is pure.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
+from .lexicon import (CAP_CP, EXCLUSIONS, HAZARDS, LANGUAGES, NEUTRAL_SCENE, NEUTRAL_SUBJECT,
+                      SAME, SCRIPTS, TERMS)
+from .stage import Context, Kind, Port, Row, Stage, row_by_row
+from .subject_language import MARKS, decide_language, fits
 
-@dataclass(frozen=True)
-class Hazard:
-    subject: str  # the word CLIPSeg segments: short and visual
-    scene: str  # English scene used as the prompt for non-English alerts
-    terms: tuple[str, ...]  # lower-case surface forms, any language
-
-
-HAZARDS: tuple[Hazard, ...] = (
-    # Compound hazards first: "wildfire" must win over "fire", "heavy rain" over "rain".
-    Hazard("wildfire", "a wildfire burning through a forest, flames and smoke",
-           ("wildfire", "forest fire", "bushfire", "brush fire", "산불")),
-    Hazard("tsunami", "a tsunami wave flooding a coastal town",
-           ("tsunami", "지진해일", "쓰나미")),
-    Hazard("heat wave", "a heat wave over a city, blazing sun and shimmering heat",
-           ("heat wave", "heatwave", "extreme heat", "폭염")),
-    Hazard("heavy rain", "heavy rain pouring over flooded streets",
-           ("heavy rain", "torrential rain", "downpour", "rainstorm", "호우", "집중호우", "폭우")),
-    Hazard("snow", "heavy snow covering roads and houses",
-           ("heavy snow", "blizzard", "snowstorm", "snow", "대설", "폭설")),
-    Hazard("chemical leak", "a toxic chemical gas leak from an industrial plant",
-           ("chemical leak", "gas leak", "toxic gas", "hazardous material", "hazmat",
-            "chemical spill", "화학물질", "유해화학", "가스 누출", "가스누출")),
-    Hazard("landslide", "a landslide of mud and rocks sliding down a hill",
-           ("landslide", "mudslide", "debris flow", "산사태")),
-    Hazard("typhoon", "a typhoon with violent wind and rain hitting the coast",
-           ("typhoon", "hurricane", "cyclone", "태풍")),
-    Hazard("tornado", "a tornado funnel cloud touching the ground",
-           ("tornado", "twister", "토네이도")),
-    Hazard("earthquake", "an earthquake shaking collapsing buildings",
-           ("earthquake", "quake", "seismic", "지진")),
-    Hazard("flood", "a flood with water rising in the streets",
-           ("flood", "flooding", "flash flood", "inundation", "홍수", "침수", "범람")),
-    Hazard("explosion", "an explosion with a fireball and debris",
-           ("explosion", "explode", "blast", "폭발")),
-    Hazard("smoke", "thick smoke filling the air",
-           ("smoke", "연기")),
-    Hazard("fire", "a fire has broken out in a building, flames and smoke",
-           ("fire", "blaze", "flames", "burning", "화재", "불이", "불길")),
-)
-
-FALLBACK = Hazard("emergency", "an emergency scene with warning lights", ())
-
-# CAP 1.2 <event> values are free text ("Flood Warning"), so they go through the same lexicon.
-_WORD = re.compile(r"[a-z]+(?:[ -][a-z]+)*")
+MAX_PROMPT = 400  # CLIP reads 77 tokens anyway; this bounds what we store and log
 
 
 @dataclass(frozen=True)
 class Subject:
-    word: str
-    prompt: str
-    matched: str | None  # the surface form that matched; None for the fallback
+    word: str  # what CLIPSeg segments
+    prompt: str  # English, ASCII, at most MAX_PROMPT characters
+    matched: str | None  # the surface form or code that named the hazard; None for none
+    hazard: str | None = None  # a key of lexicon.HAZARDS; None when no hazard was found
+    language: str = "und"  # the primary language subtag decided for the alert
+    source: str = "none"  # "event_code", "event", "text" or "none"
 
 
-def _is_english(text: str) -> bool:
-    letters = [c for c in text if c.isalpha()]
-    if not letters:
-        return True
-    latin = sum(1 for c in letters if "LATIN" in unicodedata.name(c, ""))
-    return latin / len(letters) >= 0.8
+def primary_subject(text: str, event: str | None = None, *, language: str | None = None,
+                    event_codes: Iterable[tuple[str, str]] | Mapping[str, str] = ()) -> Subject:
+    """The hazard, the word to segment and the English prompt for one alert."""
+    clean = _normalise(text if isinstance(text, str) else "")
+    lang = decide_language(clean, language)
+    chain = _chain(lang)
+    found = None  # (hazard index, source, surface)
+    text_hits = _search(clean, chain)
+    event_hits = _search(_normalise(event), _event_chain(chain)) if isinstance(event, str) else {}
+    for source, hits in (("event_code", _codes(event_codes)), ("event", event_hits),
+                         ("text", text_hits)):
+        chosen = _choose(hits, None if found is None else found[0])
+        if chosen is not None and (found is None or chosen != found[0]):
+            found = (chosen, source, hits[chosen][1])
+    own = _ascii(clean) if lang == "en" else ""
+    english = re.search("[A-Za-z]", own) is not None
+    if found is None:
+        prompt = _join(own, NEUTRAL_SCENE) if english else NEUTRAL_SCENE
+        return Subject(NEUTRAL_SUBJECT, prompt, None, None, lang, "none")
+    hazard = HAZARDS[found[0]]
+    if hazard.notice or not english:
+        prompt = hazard.scene
+    elif any(p == found[0] or p in _ANCESTORS[found[0]] for p in text_hits):
+        prompt = _clip(own, MAX_PROMPT)  # the alert names its hazard: its words are the prompt
+    else:
+        prompt = _join(own, hazard.scene)
+    return Subject(hazard.subject, prompt, found[2], hazard.key, lang, found[1])
 
+
+# --- text ------------------------------------------------------------------------------------
 
 def _normalise(text: str) -> str:
     # NFKC folds full-width forms; control characters become spaces so they never reach a prompt.
     text = unicodedata.normalize("NFKC", text)
-    text = "".join(" " if unicodedata.category(c)[0] == "C" else c for c in text)
+    if not text.isprintable():
+        text = "".join(" " if unicodedata.category(c)[0] == "C" else c for c in text)
     return " ".join(text.split())
 
 
-def _match(text: str) -> tuple[Hazard, str] | None:
-    lowered = text.lower()
-    for hazard in HAZARDS:
-        for term in hazard.terms:
-            if term.isascii():
-                if re.search(rf"\b{re.escape(term)}", lowered):
-                    return hazard, term
-            elif term in lowered:
-                return hazard, term
-    return None
+_PUNCT = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"',
+                        "\u2013": "-", "\u2014": "-", "\u2026": "...", "\u00b0": " degrees "})
 
 
-def primary_subject(text: str, event: str | None = None) -> Subject:
-    """The hazard word to segment, and the English prompt to generate from."""
-    clean = _normalise(text)
-    found = _match(event) if event else None
-    found = found or _match(clean)
-    hazard, term = found if found else (FALLBACK, None)
-    if _is_english(clean) and clean:
-        prompt = clean if term else f"{clean}, {FALLBACK.scene}"
-    else:
-        prompt = hazard.scene
-    return Subject(word=hazard.subject, prompt=prompt, matched=term)
+def _ascii(text: str) -> str:
+    text = unicodedata.normalize("NFKD", text.translate(_PUNCT))
+    return " ".join(text.encode("ascii", "ignore").decode("ascii").split())
+
+
+def _clip(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    cut = text.rfind(" ", 0, limit + 1)
+    return text[:cut if cut > limit // 2 else limit].rstrip(" ,;:-")
+
+
+def _join(own: str, scene: str) -> str:
+    own = _clip(own, MAX_PROMPT - len(scene) - 2) if re.search("[A-Za-z]", own) else ""
+    return f"{own}, {scene}" if own else scene
+
+
+# --- search order ----------------------------------------------------------------------------
+
+@lru_cache(maxsize=512)
+def _chain(lang: str) -> tuple[str, ...]:
+    """Lexicons to search, in order: the language's own and English (loanwords, mixed alerts).
+    A language without a lexicon also tries those of its script (Ukrainian → Russian), and
+    Chinese and Japanese, which share Han characters, try each other's (a kanji-only Japanese
+    headline such as 大津波警報 reads as Chinese)."""
+    script = SCRIPTS.get(lang, "latin").split()[0]
+    kin = tuple(other for other in _LEXICONS if other not in (lang, "en") and fits(other, script))
+    if lang in _LEXICONS:
+        return (lang,) if lang == "en" else (lang, "en", *(kin if script == "cjk" else ()))
+    return ("en", *kin)
+
+
+@lru_cache(maxsize=512)
+def _event_chain(chain: tuple[str, ...]) -> tuple[str, ...]:
+    # An event is a short, controlled hazard name: any language may name it.
+    return chain + tuple(lang for lang in _LEXICONS if lang not in chain)
+
+
+# --- matching --------------------------------------------------------------------------------
+
+_WORD = f"[\\w{MARKS}]"  # Python's \w misses the combining marks inside words
+_COMMON = {0x130: "i", 0x2019: "'", 0x2018: "'", 0x2bc: "'", 0xb4: "'", 0x2010: "-",
+           0x2011: "-", 0x2013: "-", 0x2014: "-"}
+_FOLDS = {
+    "lower": _COMMON,
+    "latin": {**_COMMON, **{cp: d[0] for cp in [*range(0xc0, 0x250), *range(0x1e00, 0x1f00)]
+                            if len(d := unicodedata.normalize("NFD", chr(cp))) > 1 and
+                            d[0].isascii() and all(map(unicodedata.combining, d[1:]))},
+              ord("ø"): "o", ord("Ø"): "O", ord("ł"): "l", ord("Ł"): "L", ord("đ"): "d",
+              ord("Đ"): "D"},
+    "cyrillic": {**_COMMON, ord("ё"): "е", ord("Ё"): "Е"},
+    # Arabic is written with or without vowel marks, and alef forms vary: fold them away.
+    "arabic": {**_COMMON, **dict.fromkeys([*range(0x64b, 0x660), 0x670, 0x640]),
+               **dict.fromkeys(map(ord, "أإآٱ"), "ا"), ord("ى"): "ي", ord("ة"): "ه"},
+}
+
+
+def _fold(text: str, table: dict) -> tuple[str, list[int] | None]:
+    """Folded text, and where each folded character came from when the lengths differ."""
+    folded = text.translate(table).lower()
+    if len(folded) == len(text):
+        return folded, None
+    index = [i for i, c in enumerate(text) for _ in c.translate(table).lower()]
+    return folded, index + [len(text)]
+
+
+_KEYS = {h.key: i for i, h in enumerate(HAZARDS)}
+
+
+@dataclass(frozen=True)
+class _Lexicon:
+    table: dict
+    starts: re.Pattern  # where some term of the language may start
+    terms: tuple[tuple[int, re.Pattern], ...]  # (hazard index, its terms), in HAZARDS order
+    exclusions: re.Pattern | None
+
+
+def _compile(lang: str) -> _Lexicon:
+    style, fold = LANGUAGES[lang]
+    left, right = (f"(?<!{_WORD})", f"(?!{_WORD})") if style == "spaced" else ("", "")
+
+    def source(term: str) -> str:
+        term = unicodedata.normalize("NFKC", term).translate(_FOLDS[fold]).lower()
+        if re.compile(term).groups:
+            raise ValueError(f"{lang} term {term!r}: use non-capturing groups")
+        return term.replace("~", f"{_WORD}*")  # German compounds: the word goes on here
+
+    unknown = set(TERMS[lang]) - set(_KEYS)
+    if unknown:
+        raise ValueError(f"{lang}: terms for unknown hazards {sorted(unknown)}")
+    alternatives = {_KEYS[key]: "|".join(map(source, terms))
+                    for key, terms in TERMS[lang].items() if terms}
+    terms = tuple((p, re.compile(f"{left}(?:{alternatives[p]}){right}"))
+                  for p in sorted(alternatives))
+    starts = re.compile(f"(?={left}(?:{'|'.join(alternatives[p] for p, _ in terms)}){right})")
+    excluded = "|".join(map(source, EXCLUSIONS.get(lang, ())))
+    exclusions = re.compile(f"{left}(?:{excluded}){right}") if excluded else None
+    return _Lexicon(_FOLDS[fold], starts, terms, exclusions)
+
+
+_LEXICONS = {lang: _compile(lang) for lang in LANGUAGES}
+_ANCESTORS: dict[int, frozenset[int]] = {}  # hazard → the more general hazards it refines
+for _i, _h in enumerate(HAZARDS):
+    _up, _parent = set(), _h.parent
+    while _parent is not None:
+        _up.add(_KEYS[_parent])
+        _parent = HAZARDS[_KEYS[_parent]].parent
+    _ANCESTORS[_i] = frozenset(_up)
+
+
+def _choose(hits: dict[int, tuple[int, str]], current: int | None) -> int | None:
+    """The hazard one source names, given what the sources before it decided: the first one it
+    names (alerts lead with their headline), refined by the first finer one it names, again
+    and again (flood → flash flood → flash flood emergency); an urgent one (a test, a tsunami)
+    named anywhere wins outright."""
+    urgent = [p for p in hits if HAZARDS[p].urgent and (current is None or p < current)]
+    if urgent:
+        return min(urgent)
+    if current is None:
+        if not hits:
+            return None
+        current = min(hits, key=lambda p: hits[p][0])
+    while finer := [p for p in hits if current in _ANCESTORS[p]]:
+        current = min(finer, key=lambda p: hits[p][0])
+    return current
+
+
+def _search(text: str, chain: tuple[str, ...]) -> dict[int, tuple[int, str]]:
+    """Hazards the text names, with where and how each is first named, from the first lexicon
+    in the chain that finds any. A false friend one lexicon excludes stays excluded for the
+    lexicons after it (雪崩式 is no avalanche in Japanese either)."""
+    for lang in chain:
+        lex = _LEXICONS[lang]
+        folded, index = _fold(text, lex.table)
+        if lex.exclusions is not None:
+            for excluded in lex.exclusions.finditer(folded):
+                # blanks keep every other character where it was
+                a, b = excluded.span()
+                folded = f"{folded[:a]}{' ' * (b - a)}{folded[b:]}"
+                a, b = (a, b) if index is None else (index[a], index[b])
+                text = f"{text[:a]}{' ' * (b - a)}{text[b:]}"
+        hits: dict[int, tuple[int, str]] = {}
+        for start in lex.starts.finditer(folded):
+            pos, best, end = start.start(), None, -1
+            for priority, terms in lex.terms:  # the longest term here; a tie to the first
+                match = terms.match(folded, pos)
+                if match is not None and match.end() > end:
+                    best, end = priority, match.end()
+            if best is not None and best not in hits:
+                hits[best] = (pos, text[pos:end] if index is None else
+                              text[index[pos]:index[end]])
+        if hits:
+            return hits
+    return {}
+
+
+def _codes(event_codes: Iterable[tuple[str, str]] | Mapping[str, str]
+           ) -> dict[int, tuple[int, str]]:
+    """Hazards named by CAP eventCode pairs (valueName, value); unknown names and codes are
+    ignored, and so is anything that is not a pair of strings."""
+    pairs = event_codes.items() if isinstance(event_codes, Mapping) else event_codes or ()
+    found: dict[int, tuple[int, str]] = {}
+    for pair in pairs:
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
+            continue
+        name, values = pair
+        for value in [values] if isinstance(values, str) else (
+                values if isinstance(values, (tuple, list)) else ()):
+            if not (isinstance(name, str) and isinstance(value, str)):
+                continue
+            name_, value_ = name.strip().casefold(), value.strip()
+            if name_ == "same":
+                key = SAME.get(value_.upper())
+            elif name_.startswith("profile:cap-cp:event"):
+                key = CAP_CP.get(value_.casefold())
+            else:
+                key = None
+            if key is not None:
+                found.setdefault(_KEYS[key], (len(found), value_))
+    return found
+
+
+@row_by_row
+def _run(ctx: Context, row: Row) -> dict:
+    return {"subject": primary_subject(row["text"], row["event"], language=row["language"],
+                                       event_codes=row["event_codes"])}
+
+
+STAGE = Stage("subject", _run, inputs=("text", "event", "language", "event_codes"),
+              outputs=(Port("subject", Kind.VALUE, Subject,
+                            example=lambda: primary_subject("warm-up")),),
+              doc="the hazard to segment and the English prompt to generate from")

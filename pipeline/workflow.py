@@ -30,9 +30,10 @@ class AlertRun:
     seconds: dict[str, float] = field(default_factory=dict)
 
     @classmethod
-    def begin(cls, text: str, seed: int, event: str | None = None,
-              language: str | None = None) -> AlertRun:
-        return cls({"text": text, "seed": seed, "event": event, "language": language})
+    def begin(cls, text: str, seed: int, event: str | None = None, language: str | None = None,
+              event_codes: Sequence[tuple[str, str]] = ()) -> AlertRun:
+        return cls({"text": text, "seed": seed, "event": event, "language": language,
+                    "event_codes": tuple(tuple(p) for p in event_codes)})
 
     def __getitem__(self, name: str) -> Any:
         return self.values[name]
@@ -67,6 +68,11 @@ class AlertRun:
             "text": self.text,
             "subject": self.subject.word,
             "prompt": self.subject.prompt,
+            # None: no hazard was found and the scene is neutral
+            "hazard": self.subject.hazard,
+            "hazard_source": self.subject.source,
+            "matched": self.subject.matched,
+            "language": self.subject.language,
             "scores": [round(s, 4) for s in self.scores.values],
             "best_index": self.scores.best_index,
             "clip_score": round(self.scores.best, 4),
@@ -115,6 +121,7 @@ def run_workflow_batch(
     config: MethodConfig = MethodConfig(),
     events: Sequence[str | None] | None = None,
     languages: Sequence[str | None] | None = None,
+    event_codes: Sequence[Sequence[tuple[str, str]]] | None = None,
     progress: Progress | None = None,
     names: Iterable[str] | None = None,
 ) -> list[AlertRun]:
@@ -122,7 +129,8 @@ def run_workflow_batch(
     only, not on its batch (up to rounding)."""
     events = list(events) if events is not None else [None] * len(texts)
     languages = list(languages) if languages is not None else [None] * len(texts)
-    runs = [AlertRun.begin(*args) for args in zip(texts, seeds, events, languages)]
+    codes = list(event_codes) if event_codes is not None else [()] * len(texts)
+    runs = [AlertRun.begin(*args) for args in zip(texts, seeds, events, languages, codes)]
     advance(Context(models, config, progress), runs, names)
     return runs
 
@@ -135,9 +143,11 @@ def run_workflow(
     config: MethodConfig = MethodConfig(),
     event: str | None = None,
     language: str | None = None,
+    event_codes: Sequence[tuple[str, str]] = (),
     progress: Progress | None = None,
 ) -> AlertRun:
     """One alert, every stage in-process (the embedded default)."""
     [run] = run_workflow_batch(models, [text], [seed], config=config, events=[event],
-                               languages=[language], progress=progress)
+                               languages=[language], event_codes=[event_codes],
+                               progress=progress)
     return run

@@ -1,14 +1,14 @@
 """Versioned records, one module per topic. JSON on the wire; each record names its
 `schema_version`, and a consumer refuses versions it does not know."""
 
-from .alert import Alert, parse_alert
+from .alert import Alert, EventCode, parse_alert
 from .errors import (AlertanimError, InvalidAlert, InvalidInput, InvalidMessage,
                      ModelsUnavailable, SendRefused, StoreRefused, StoreUnavailable)
 from .failed import FailureRecord
 from .ready import AnimationReady, Rendition
 from .stage import ImageRefs, StageMessage, Value
 
-__all__ = ["Alert", "AlertanimError", "AnimationReady", "FailureRecord", "ImageRefs",
+__all__ = ["Alert", "AlertanimError", "EventCode", "AnimationReady", "FailureRecord", "ImageRefs",
            "InvalidAlert", "InvalidInput", "InvalidMessage", "ModelsUnavailable", "Rendition",
            "SendRefused", "StageMessage", "StoreRefused", "StoreUnavailable", "Value",
            "parse_alert"]

@@ -16,6 +16,13 @@ SCHEMA_VERSION = 1
 DEFAULT_MAX_CHARS = 5_000
 
 
+class EventCode(Record):
+    """CAP 1.2 <eventCode>: a system-specific code, e.g. value_name "SAME", value "TOR"."""
+
+    value_name: str = Field(min_length=1, max_length=128)
+    value: str = Field(min_length=1, max_length=256)
+
+
 class Alert(Record):
     schema_version: Literal[1] = SCHEMA_VERSION
     id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
@@ -25,6 +32,11 @@ class Alert(Record):
     area: str | None = Field(default=None, max_length=2_000)
     severity: str | None = Field(default=None, max_length=64)
     event: str | None = Field(default=None, max_length=256)  # CAP 1.2 <event>, e.g. "Flood Warning"
+    # CAP 1.2 <eventCode>s; a known code (SAME, CAP-CP) names the hazard before any text does
+    event_codes: list[EventCode] = Field(default_factory=list, max_length=32)
+
+    def code_pairs(self) -> tuple[tuple[str, str], ...]:
+        return tuple((c.value_name, c.value) for c in self.event_codes)
 
     @field_validator("text")
     @classmethod

@@ -136,8 +136,34 @@ def test_cli_run_writes_gif_and_summary(tmp_path, model_cache):
         capture_output=True, text=True, timeout=300, check=True)
     summary = json.loads(proc.stdout)
     assert summary["subject"] == "fire"
+    assert summary["hazard"] == "fire" and summary["language"] == "ko"
+    assert summary["prompt"].isascii() and "fire" in summary["prompt"]
     assert Image.open(out).n_frames == summary["gif"]["frames"]
     assert out.stat().st_size == summary["gif"]["bytes"] <= 300_000
+
+
+def test_the_subject_stage_reads_event_codes_and_language(tiny):
+    from pipeline.workflow import run_workflow_batch
+
+    runs = run_workflow_batch(
+        tiny, ["Take shelter now.", "Alerta: incendio forestal cerca de la autopista", "Hello"],
+        [0, 0, 0], events=[None, None, None], languages=[None, "es", "en"],
+        event_codes=[[("SAME", "TOR")], [], []], names=["subject"])
+    tornado, wildfire, nothing = (r.subject for r in runs)
+    assert (tornado.hazard, tornado.source, tornado.matched) == ("tornado", "event_code",
+                                                                 "TOR")
+    assert wildfire.hazard == "wildfire" and wildfire.language == "es"
+    assert wildfire.prompt.isascii() and "incendio" not in wildfire.prompt
+    assert nothing.hazard is None and nothing.source == "none"
+
+
+def test_cli_refuses_a_malformed_event_code(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "agents.cli", "run", "Take shelter", "--event-code", "TOR",
+         "--models", "tiny", "--out", str(tmp_path / "x.gif")],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "event_codes" in proc.stderr
+    assert not (tmp_path / "x.gif").exists()
 
 
 def test_cli_without_checkpoints_exits_with_a_message(tmp_path):

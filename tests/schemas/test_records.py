@@ -19,6 +19,17 @@ def test_v1_alerts_and_alerts_without_a_version_are_accepted():
     assert parse_alert(alert()).text == "A fire has broken out"
 
 
+def test_event_codes_travel_as_cap_pairs():
+    a = parse_alert(alert(event_codes=[{"value_name": "SAME", "value": "TOR"}]))
+    assert a.code_pairs() == (("SAME", "TOR"),)
+    assert parse_alert(a.to_bytes()).code_pairs() == (("SAME", "TOR"),)
+    assert parse_alert(alert()).code_pairs() == ()
+    for bad in ([{"value": "TOR"}], [{"value_name": "SAME", "value": ""}], "TOR",
+                [{"value_name": "SAME", "value": "TOR"}] * 33):
+        with pytest.raises(InvalidAlert):
+            parse_alert(alert(event_codes=bad))
+
+
 @pytest.mark.parametrize("raw, reason", [
     (b"\xff", "not_utf8"),
     (b"{", "not_json"),
