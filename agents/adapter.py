@@ -19,9 +19,10 @@ from pydantic import TypeAdapter
 from pipeline import __version__ as PIPELINE_VERSION
 from pipeline import graph
 from pipeline.animate import Animation
+from pipeline.quality import assess
 from pipeline.stage import Context, Kind, Port, Stage
-from schemas import (AnimationReady, ImageRefs, InvalidMessage, Rendition, StageMessage, Value,
-                     parse_alert)
+from schemas import (AnimationReady, ImageRefs, InvalidMessage, Quality, Rendition, StageMessage,
+                     Value, parse_alert)
 
 from .host import ModelHost
 from .ledger import Claim, Ledger, run_id, seed_for
@@ -176,18 +177,34 @@ class Adapter:
                seconds: dict[str, float]) -> AnimationReady:
         """Store the renditions, then the completion (so a redelivery finds it), and return the
         event to send."""
-        animations: list[Animation] = [a for v in artifacts.values() if isinstance(v, list)
-                                       for a in v if isinstance(a, Animation)]
+        animations: list[Animation] = [a for name, port in graph.PORTS.items()
+                                       if port.kind is Kind.ANIMATIONS
+                                       for a in artifacts.get(name, ())]
         renditions = list(self._io.map(lambda a: self._rendition(msg, a), animations))
-        subject = msg.artifacts["subject"].value
-        scores = msg.artifacts["scores"].value
+        values = self._values({**msg.artifacts, **artifacts}, msg)
+        subject = values["subject"]
         ready = AnimationReady(
-            alert_id=msg.alert_id, run=msg.run, renditions=renditions, subject=subject["word"],
-            prompt=subject["prompt"], clip_score=scores["values"][scores["best_index"]],
+            alert_id=msg.alert_id, run=msg.run, renditions=renditions, subject=subject.word,
+            prompt=subject.prompt, hazard=subject.hazard, language=subject.language,
+            clip_score=values["scores"].best,
+            quality=Quality.model_validate(assess(values).as_dict(6), strict=False),
             stage_seconds=seconds, latency_seconds=round(time.time() - msg.received_at, 4),
             model_ids=self.host.model_ids(), pipeline_version=PIPELINE_VERSION)
         self.ledger.record_ready(ready)
         return ready
+
+    def _values(self, artifacts: dict[str, Any], msg: StageMessage) -> dict[str, Any]:
+        """The run's values (not its images), typed by their ports."""
+        out = {}
+        for name, artifact in artifacts.items():
+            port = graph.PORTS.get(name)
+            if port is not None and port.kind is Kind.VALUE and isinstance(artifact, Value):
+                try:
+                    out[name] = _codec(port).validate_python(artifact.value)
+                except ValueError as exc:
+                    raise InvalidMessage(f"{name!r} is not a {port.type}: {str(exc)[:300]}",
+                                         alert_id=msg.alert_id) from None
+        return out
 
     def _rendition(self, msg: StageMessage, a: Animation) -> Rendition:
         key = self.ledger.rendition_key(msg.alert_id, msg.run, a.content_type)

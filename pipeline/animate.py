@@ -12,8 +12,10 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import numpy as np
 from PIL import Image
 
+from .composite import static_change
 from .config import MMS_BYTES, MethodConfig
 from .stage import Context, Kind, Port, Row, Stage, row_by_row
 
@@ -34,6 +36,14 @@ class Animation:
 def clip_length(keys: int, inbetween: int, loop: bool = True) -> int:
     pairs = keys if loop and keys > 1 else keys - 1
     return pairs * (inbetween + 1) + (0 if loop and keys > 1 else 1)
+
+
+def inbetween_shown(frame_count: int, keys: int, loop: bool = True) -> int:
+    """The in-betweens per key pair in a clip of `frame_count` frames (`clip_length` inverted)."""
+    pairs = keys if loop and keys > 1 else keys - 1
+    if pairs <= 0:
+        return 0
+    return (frame_count - (0 if loop and keys > 1 else 1)) // pairs - 1
 
 
 def clip_frame(keys: Sequence[Image.Image], inbetween: int, loop: bool, j: int) -> Image.Image:
@@ -167,10 +177,36 @@ def encode_renditions(frames: Sequence[Image.Image], config: MethodConfig) -> li
         return [gif(), webp.result()]
 
 
+@dataclass(frozen=True)
+class Motion:
+    """How much the animation moves, mean absolute pixel change on the 0-255 scale."""
+
+    per_inbetween: float  # from one shown frame to the next (a crossfade step)
+    key_step: float  # from one key frame to the next
+    static: float  # from one key frame to the next, outside the mask (0 when composited)
+
+
+def motion(frames: Sequence[Image.Image], mask: Image.Image, inbetween: int, loop: bool
+           ) -> Motion:
+    """A linear crossfade of `inbetween` frames splits each key step into inbetween+1 equal
+    steps, so the change per shown frame is the key step's over inbetween+1 (up to rounding)."""
+    everywhere = np.zeros((frames[0].height, frames[0].width), dtype=bool)
+    key_step = static_change(frames, everywhere, loop)
+    inside = np.asarray(mask.convert("L").resize(frames[0].size, Image.NEAREST)) >= 128
+    return Motion(per_inbetween=key_step / (inbetween + 1), key_step=key_step,
+                  static=static_change(frames, inside, loop))
+
+
 @row_by_row
 def _run(ctx: Context, row: Row) -> dict:
-    return {"animations": encode_renditions(row["frames"], ctx.config)}
+    c, frames = ctx.config, row["frames"]
+    animations = encode_renditions(frames, c)
+    # the GIF's ladder may have dropped in-betweens to fit its budget: count what it shows
+    shown = inbetween_shown(animations[0].frame_count, len(frames), c.loop)
+    return {"animations": animations, "motion": motion(frames, row["mask"], shown, c.loop)}
 
 
-STAGE = Stage("animate", _run, inputs=("frames",), outputs=(Port("animations", Kind.ANIMATIONS),),
-              doc="linear crossfade between the key frames; GIF within its budget, WebP")
+STAGE = Stage("animate", _run, inputs=("frames", "mask"),
+              outputs=(Port("animations", Kind.ANIMATIONS), Port("motion", Kind.VALUE, Motion)),
+              doc="linear crossfade between the key frames; GIF within its budget, WebP; how "
+                  "much it moves")

@@ -34,6 +34,11 @@ class MethodConfig(BaseModel):
                                   description="CLIPSeg probability that counts as the subject")
     mask_dilation: int = Field(8, ge=0, le=128,
                                description="subject mask dilation, pixels at 512² (scaled)")
+    composite: bool = Field(True, description="keep the best image's pixels outside the mask "
+                            "(feathered edge), so the static parts stay still")
+    feather: int = Field(4, ge=0, le=64,
+                         description="composite edge width inside the mask, pixels at 512² "
+                                     "(scaled)")
     score_weight: float = Field(PERCENT, gt=0,
                                 description="CLIPScore weight w: 100 (method's scale) or 2.5")
     frame_ms: int = Field(120, ge=10, le=10_000, description="milliseconds per animation frame")

@@ -19,7 +19,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .composite import feathered_alpha, keep_static
 from .generate import image_generators, step_callback
+from .mask import REFERENCE_SIDE
 from .stage import Context, Kind, Port, Row, Stage
 
 # The variants' noise is seeded apart from the candidates' (seed + 1), so that a variant never
@@ -93,9 +95,18 @@ def _run(ctx: Context, rows: Sequence[Row]) -> list[dict]:
         [r["subject"].prompt for r in rows], [r["seed"] + VARIANT_SEED_OFFSET for r in rows],
         k=c.variants, strength=c.strength, steps=c.steps, guidance=c.guidance,
         progress=ctx.steps("sample"))
+    if c.composite:
+        batches = [keep_static(r["best"], variants, _alpha(r["mask"], c.feather))
+                   for r, variants in zip(rows, batches)]
     return [{"variants": variants} for variants in batches]
+
+
+def _alpha(mask: Image.Image, feather: int) -> np.ndarray:
+    inside = np.asarray(mask.convert("L")) >= 128
+    return feathered_alpha(inside, round(feather * mask.width / REFERENCE_SIDE))
 
 
 STAGE = Stage("sample", _run, inputs=("best", "mask", "subject", "seed"),
               outputs=(Port("variants", Kind.IMAGES),), components=("sd",), batched=True,
-              doc="K inpainted variants of the best image inside the mask, one loop per batch")
+              doc="K inpainted variants of the best image inside the mask, one loop per batch; "
+                  "outside it they keep the best image's pixels")

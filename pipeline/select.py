@@ -30,6 +30,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from .score import Scores, clip_scores
 from .stage import Context, Kind, Port, Row, Stage, row_by_row
 
 # Equal-cost paths summed in different orders differ in the last bits; costs this close (relative
@@ -43,6 +44,22 @@ _MAX_NODES = 63
 class FramePath:
     indices: tuple[int, ...]  # into the distance matrix, starting with `start`
     cost: float  # summed distance between consecutive frames (and back to start when closed)
+    steps: tuple[float, ...] = ()  # each of those distances, in path order
+
+    @property
+    def largest_step(self) -> float:
+        return max(self.steps, default=0.0)
+
+    @classmethod
+    def along(cls, d: np.ndarray, indices: Sequence[int], closed: bool) -> FramePath:
+        """The path through `indices`, its steps summed in path order as anyone checking it
+        would (not in the DP's order of additions)."""
+        indices = tuple(int(i) for i in indices)
+        pairs = list(zip(indices, indices[1:]))
+        if closed and len(indices) > 1:
+            pairs.append((indices[-1], indices[0]))
+        steps = tuple(float(d[a][b]) for a, b in pairs)
+        return cls(indices=indices, cost=sum(steps), steps=steps)
 
 
 def _as_matrix(dist) -> np.ndarray:
@@ -165,12 +182,7 @@ def select_path(dist, k: int, start: int = 0, closed: bool = False) -> FramePath
         chosen.append(x)
         j = x
 
-    indices = (start, *(int(others[x]) for x in chosen))
-    # summed along the path as anyone checking it would, rather than the DP's order of additions
-    cost = sum(float(d[a, b]) for a, b in zip(indices, indices[1:]))
-    if closed:
-        cost += float(d[indices[-1], start])
-    return FramePath(indices=indices, cost=cost)
+    return FramePath.along(d, (start, *(int(others[x]) for x in chosen)), closed)
 
 
 def visit_order(dist: Sequence[Sequence[float]], start: int) -> list[int]:
@@ -206,11 +218,10 @@ def select_path_in_order(
                     best[j][i], back[j][i] = c, p
     tail = (lambda i: d[i][0]) if closed else (lambda i: 0.0)
     end = min(range(k - 1, n), key=lambda i: (best[k - 1][i] + tail(i), i))
-    cost = best[k - 1][end] + tail(end)
     ranks = [end]
     for j in range(k - 1, 0, -1):
         ranks.append(back[j][ranks[-1]])
-    return FramePath(indices=tuple(order[r] for r in reversed(ranks)), cost=cost)
+    return FramePath.along(dist, [order[r] for r in reversed(ranks)], closed)
 
 
 def pairwise_distances(features: Sequence[Sequence[float]]) -> list[list[float]]:
@@ -248,13 +259,17 @@ def select_frames(vit, processor, best_image, variants, k: int, closed: bool = F
 
 @row_by_row
 def _run(ctx: Context, row: Row) -> dict:
-    m = ctx.models
+    m, c = ctx.models, ctx.config
     frames, path, _ = select_frames(m.vit, m.vit_processor, row["best"], row["variants"],
-                                    ctx.config.frames, ctx.config.loop)
-    return {"frames": frames, "path": path}
+                                    c.frames, c.loop)
+    # How well every key frame, not only the best candidate, still shows the prompt.
+    scores = clip_scores(m.clip, m.clip_processor, frames, row["subject"].prompt, c.score_weight)
+    return {"frames": frames, "path": path, "frame_scores": scores}
 
 
-STAGE = Stage("select", _run, inputs=("best", "variants"),
-              outputs=(Port("frames", Kind.IMAGES), Port("path", Kind.VALUE, FramePath)),
-              components=("vit",),
-              doc="ViT-B/16 features, distances, the cheapest ordered path of k frames")
+STAGE = Stage("select", _run, inputs=("best", "variants", "subject"),
+              outputs=(Port("frames", Kind.IMAGES), Port("path", Kind.VALUE, FramePath),
+                       Port("frame_scores", Kind.VALUE, Scores)),
+              components=("vit", "clip"),
+              doc="ViT-B/16 features, distances, the cheapest ordered path of k frames; the "
+                  "key frames' CLIPScores")

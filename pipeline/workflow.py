@@ -13,6 +13,7 @@ from typing import Any
 from .animate import Animation
 from .config import MethodConfig
 from .graph import GRAPH, NAMES, stages
+from .quality import Quality, assess
 from .stage import Context, Progress
 
 # The stages up to the last one that runs a model, and the rest (CPU work that a caller may
@@ -49,7 +50,13 @@ class AlertRun:
     variants = property(lambda self: self.values["variants"])
     path = property(lambda self: self.values["path"], doc="pipeline.select.FramePath")
     frames = property(lambda self: self.values["frames"])
+    frame_scores = property(lambda self: self.values["frame_scores"], doc="key frames' Scores")
+    motion = property(lambda self: self.values["motion"], doc="pipeline.animate.Motion")
     animations = property(lambda self: self.values["animations"])
+
+    @property
+    def quality(self) -> Quality:
+        return assess(self.values)
 
     def rendition(self, media_type: str) -> Animation | None:
         return next((a for a in self.animations if a.content_type == media_type), None)
@@ -88,6 +95,7 @@ class AlertRun:
             "renditions": [{"media_type": a.content_type, "bytes": len(a.data),
                             "width": a.width, "height": a.height, "frames": a.frame_count,
                             "duration_ms": a.duration_ms} for a in self.animations],
+            "quality": self.quality.as_dict(),
             "seconds": {k: round(v, 4) for k, v in self.seconds.items()},
         }
 

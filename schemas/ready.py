@@ -27,14 +27,33 @@ class Rendition(Record):
     duration_ms: int = Field(ge=0)  # one full loop
 
 
+class Quality(Record):
+    """How good the result is (see pipeline/quality.py); watch these in a deployment."""
+
+    hazard_found: bool  # False: the alert named no hazard and the scene is neutral
+    clip_score: float  # the best candidate's CLIPScore against the prompt
+    frame_clip_min: float  # the key frames' CLIPScores against the prompt: lowest
+    frame_clip_mean: float  # ... and mean
+    path_cost: float  # summed ViT-B/16 feature distance along the key frames
+    largest_step: float  # the largest single distance on that path
+    change_per_inbetween: float  # mean absolute pixel change (0-255) per shown frame
+    key_frame_change: float  # ... per key frame
+    static_change: float  # ... per key frame, outside the mask (0 when composited)
+    mask_coverage: float  # share of the image repainted
+    subject_coverage: float  # share of the image that is the subject
+
+
 class AnimationReady(Record):
     schema_version: Literal[2] = SCHEMA_VERSION
     alert_id: str
     run: str  # fingerprint of the configuration that made it (method settings, models, version)
     renditions: list[Rendition] = Field(min_length=1)
-    subject: str
-    prompt: str
+    subject: str  # the word segmented
+    prompt: str  # the English prompt the images were made from
+    hazard: str | None = None  # the hazard found (pipeline/lexicon.py keys); None: none named
+    language: str | None = None  # the alert's language as decided (primary subtag)
     clip_score: float  # the best candidate's CLIPScore against the prompt
+    quality: Quality | None = None
     stage_seconds: dict[str, float]
     latency_seconds: float  # ingest → this event
     model_ids: dict[str, str]

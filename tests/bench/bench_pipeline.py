@@ -210,16 +210,21 @@ def main(argv=None) -> dict:
     if args.baselines:  # (b) runs between the method's alerts: both see the machine alike
         same_dtype = load_models(**plain, dtype=dtype)
         baseline_b(same_dtype, config, TEXTS[1], device)  # its warm-up
-    runs, b_seconds = [], []
+    runs, b_seconds, quality = [], [], []
     for i in range(args.alerts):
         sync(device)
-        runs.append(run_workflow(models, TEXTS[i % len(TEXTS)], seed=i, config=config).seconds)
+        run = run_workflow(models, TEXTS[i % len(TEXTS)], seed=i, config=config)
+        runs.append(run.seconds)
+        quality.append(run.quality.as_dict(6))
         sync(device)
         if same_dtype is not None:
             b_seconds.append(baseline_b(same_dtype, config, TEXTS[i % len(TEXTS)], device))
     stages = list(runs[0])
     figures["median"] = {s: round(statistics.median(r[s] for r in runs), 4) for s in stages}
     figures["p95"] = {s: round(pct([r[s] for r in runs], 0.95), 4) for s in stages}
+    # how good the results are (pipeline/quality.py): the median over the alerts of each figure
+    figures["quality"] = {k: round(statistics.median(float(q[k]) for q in quality), 4)
+                          for k in quality[0]}
 
     # The fp32 reference without the fast path: FLOPs, faithfulness, baseline (a).
     reference = same_dtype if dtype == torch.float32 and same_dtype is not None else \
@@ -256,6 +261,12 @@ def report(f: dict, stages: list[str]) -> None:
         print(f"{s:>10} {f['median'][s]:>10.4f} {f['p95'][s]:>10.4f}")
     print(f"workload {f['tflop_per_alert']} TFLOP/alert; achieved {f['achieved_tflops']} TFLOP/s; "
           f"model load {f['load_seconds']} s")
+    q = f["quality"]
+    print(f"quality, medians: CLIPScore best {q['clip_score']}, key frames min "
+          f"{q['frame_clip_min']} mean {q['frame_clip_mean']}; path cost {q['path_cost']}, "
+          f"largest step {q['largest_step']}; pixel change per in-between "
+          f"{q['change_per_inbetween']}, outside the mask {q['static_change']}; mask coverage "
+          f"{q['mask_coverage']} (subject {q['subject_coverage']})")
     if "flop_limit_seconds" in f:
         print(f"FLOP limit at {f['peak_tflops']} TFLOP/s: {f['flop_limit_seconds']} s "
               f"(median is {1 / f['fraction_of_flop_limit']:.2f}× the limit)")

@@ -57,7 +57,10 @@ def test_benchmark_prints_every_figure_from_one_run(tiny, tmp_path, capsys):
     # baseline (a) runs 50 steps one image per call: more work than the method's 25
     assert figures["baseline_a_seconds"] > figures["baseline_b_seconds"]
 
-    for needle in ("total", "TFLOP/s", "FLOP limit", "PSNR", "alerts/hour", "baseline (a)",
+    q = figures["quality"]
+    assert q["frame_clip_min"] <= q["frame_clip_mean"] and q["largest_step"] <= q["path_cost"]
+    assert q["static_change"] == 0.0 and 0 < q["mask_coverage"] <= 1
+    for needle in ("total", "TFLOP/s", "key frames min", "largest step", "FLOP limit", "PSNR", "alerts/hour", "baseline (a)",
                    "baseline (b)"):
         assert needle in printed
 

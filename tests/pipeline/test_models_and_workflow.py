@@ -295,7 +295,7 @@ def test_a_role_loads_the_parts_its_stages_declare(tmp_path):
         host = ModelHost(settings, parse_stages(stages))
         return host.models().parts if host.needed else ()
 
-    assert parts("select,animate") == ("vit",)
+    assert parts("select,animate") == ("clip", "vit")  # CLIP scores the key frames
     assert parts("mask,sample") == ("sd", "clipseg")
     assert parts("generate,score") == ("sd", "clip")
     assert parts("all") == ("sd", "clip", "clipseg", "vit")

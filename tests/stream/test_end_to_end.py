@@ -5,6 +5,7 @@ import io
 import json
 import urllib.request
 
+import pytest
 from PIL import Image
 
 from schemas import AnimationReady
@@ -46,6 +47,9 @@ def test_twenty_alerts_become_twenty_animations(pipeline_factory):
         assert set(event.stage_seconds) == {"ingest", "subject", "generate", "score", "mask",
                                             "sample", "select", "animate"}
         assert event.subject in {"fire", "flood", "tsunami", "earthquake"}
+        assert event.hazard is not None and event.quality.hazard_found
+        assert event.quality.static_change == 0.0  # composited: the background holds still
+        assert event.quality.frame_clip_min <= event.quality.frame_clip_mean
 
     # The claim check: no image ever rides in a Kafka message.
     topics = [p.settings.topic_ready, p.settings.topic_failed,
@@ -110,5 +114,9 @@ def test_the_stream_and_the_run_command_make_the_same_animation(pipeline_factory
          str(summary), "--quiet"],
         env={**os.environ, "OMP_NUM_THREADS": "1", "ALERTANIM_CACHE": str(model_cache),
              "HF_HUB_OFFLINE": "1"}, check=True, timeout=300)
-    assert json.loads(summary.read_text())["selected_frames"] == streamed_path["indices"]
+    ran = json.loads(summary.read_text())
+    assert ran["selected_frames"] == streamed_path["indices"]
     assert out.read_bytes() == streamed
+    assert (event.hazard, event.language) == (ran["hazard"], ran["language"]) == ("fire", "ko")
+    for name, value in ran["quality"].items():
+        assert getattr(event.quality, name) == pytest.approx(value, abs=1e-4), name
