@@ -9,7 +9,9 @@ starts a run at the first stage.
 
 from __future__ import annotations
 
+import hashlib
 import time
+from datetime import datetime, timezone
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Any
@@ -21,8 +23,11 @@ from pipeline import graph
 from pipeline.animate import Animation
 from pipeline.quality import assess
 from pipeline.stage import Context, Kind, Port, Stage
-from schemas import (AnimationReady, ImageRefs, InvalidMessage, Quality, Rendition, StageMessage,
-                     Value, parse_alert)
+from pipeline.subject import alt_text
+from schemas import (Alert, AnimationReady, CapAlert, CapResource, ImageRefs, InvalidAlert,
+                     InvalidMessage, NotAnimated, Quality, Rendition, StageMessage, Value,
+                     cap_alert_id, cap_update, choose_info, is_cap, parse_alert, parse_cap,
+                     to_alert)
 
 from .host import ModelHost
 from .ledger import Claim, Ledger, run_id, seed_for
@@ -34,6 +39,8 @@ _FROM_ALERT = {"text": lambda m: m.alert.text, "event": lambda m: m.alert.event,
                "language": lambda m: m.alert.language, "seed": lambda m: m.seed,
                "event_codes": lambda m: m.alert.code_pairs()}
 _IMAGE_KINDS = (Kind.IMAGES, Kind.IMAGE, Kind.MASK)
+_DESCRIPTIONS = {"image/gif": "Animated GIF", "image/webp": "Animated WebP",
+                 "video/mp4": "Video", "image/jpeg": "Still image"}
 
 
 @lru_cache(maxsize=None)
@@ -56,15 +63,42 @@ class Adapter:
     # -- the entry ---------------------------------------------------------------------------
     def ingest(self, raw: bytes, source: str = "") -> StageMessage | AnimationReady | None:
         t0 = time.perf_counter()
-        alert = parse_alert(raw, self.settings.max_text_chars)
+        cap = None
+        if is_cap(raw):
+            cap, alert = self._from_cap(raw)
+        else:
+            alert = parse_alert(raw, self.settings.max_text_chars)
+            if alert.cap is not None:  # only a CAP document itself names a CAP origin
+                alert = alert.model_copy(update={"cap": None})
+        if alert.cap is not None and self.ledger.cancelled(alert.id):
+            raise NotAnimated("cancelled", "a CAP Cancel named this alert before it arrived",
+                              alert.id)
         claimed = self.ledger.claim(alert, source, self.run)
         if claimed.claim is Claim.DONE:
             return None
         if claimed.claim is Claim.FINISHED:
             return claimed.ready
+        if cap is not None:
+            self.ledger.record_cap(alert.id, raw)  # its Update repeats the original's blocks
         return StageMessage(alert=alert, stage=FIRST, run=self.run, seed=seed_for(alert.id),
                             received_at=time.time(),
                             seconds={"ingest": round(time.perf_counter() - t0, 4)})
+
+    def _from_cap(self, raw: bytes) -> tuple[CapAlert, Alert]:
+        """A CAP 1.2 document: an Alert or Update is animated from its best info block; a
+        Cancel stops the alerts it references; an Ack or Error is recorded, not animated."""
+        cap = parse_cap(raw, self.settings.max_cap_bytes)
+        if cap.msg_type == "Cancel":
+            ids = [cap_alert_id(r.sender, r.identifier, r.sent) for r in cap.references]
+            for alert_id in ids:
+                self.ledger.cancel(alert_id, by=cap.alert_id)
+            raise NotAnimated("cap_cancel", f"a CAP Cancel of {len(ids)} alert(s): "
+                              f"{', '.join(ids) or 'none referenced'}", cap.alert_id)
+        info = choose_info(cap, self.settings.cap_languages)
+        if info is None and cap.msg_type in ("Alert", "Update"):
+            raise InvalidAlert("invalid_cap", "a CAP message with no <info> block to animate",
+                               cap.alert_id)
+        return cap, to_alert(cap, info, self.settings.max_text_chars)
 
     # -- a stage -----------------------------------------------------------------------------
     def stage(self, name: str) -> Stage:
@@ -83,6 +117,9 @@ class Adapter:
             raise InvalidMessage(f"a message for stage {msg.stage!r} on {name!r}'s topic",
                                  alert_id=msg.alert_id)
         self.ledger.check(msg)
+        if msg.alert.cap is not None and self.ledger.cancelled(msg.alert_id):
+            raise NotAnimated("cancelled", f"a CAP Cancel named this alert; stopped before "
+                              f"{name}", msg.alert_id)
         return msg
 
     def run_stage(self, name: str, msgs: list[StageMessage]
@@ -186,12 +223,34 @@ class Adapter:
         ready = AnimationReady(
             alert_id=msg.alert_id, run=msg.run, renditions=renditions, subject=subject.word,
             prompt=subject.prompt, hazard=subject.hazard, language=subject.language,
-            clip_score=values["scores"].best,
+            clip_score=values["scores"].best, alt_text=alt_text(msg.alert.text, subject),
             quality=Quality.model_validate(assess(values).as_dict(6), strict=False),
             stage_seconds=seconds, latency_seconds=round(time.time() - msg.received_at, 4),
-            model_ids=self.host.model_ids(), pipeline_version=PIPELINE_VERSION)
+            model_ids=self.host.model_ids(), pipeline_version=PIPELINE_VERSION,
+            status=msg.alert.status, cap=msg.alert.cap, completed_at=round(time.time(), 3))
         self.ledger.record_ready(ready)
         return ready
+
+    def cap_answer(self, ready: AnimationReady) -> bytes:
+        """The CAP 1.2 Update that answers the alert's CAP document with its renditions, made
+        from what is stored: a redelivery makes the same message (with fresh URLs)."""
+        resources = [CapResource(resource_desc=f"{_DESCRIPTIONS.get(r.media_type, 'animation')}"
+                                               f" of the alert ({ready.subject})",
+                                 mime_type=r.media_type, size=r.bytes, uri=self._public_uri(r),
+                                 digest=r.sha1)
+                     for r in ready.renditions]
+        return cap_update(self.ledger.cap_document(ready.alert_id), resources,
+                          sender=self.settings.cap_sender,
+                          identifier=f"alertanim.{ready.alert_id}.{ready.run}",
+                          sent=datetime.fromtimestamp(int(ready.completed_at or 0), timezone.utc),
+                          note=ready.alt_text)
+
+    def _public_uri(self, r: Rendition) -> str:
+        base = self.settings.public_base_url
+        if not base:
+            return r.url
+        key = r.s3_uri.split("://", 1)[-1].split("/", 1)[-1]  # the object's key in its bucket
+        return f"{base.rstrip('/')}/{key}"
 
     def _values(self, artifacts: dict[str, Any], msg: StageMessage) -> dict[str, Any]:
         """The run's values (not its images), typed by their ports."""
@@ -212,7 +271,9 @@ class Adapter:
         url, expires = self.store.url(key, self.settings.presign_expiry_s)
         return Rendition(media_type=a.content_type, s3_uri=uri, url=url, url_expires_at=expires,
                          bytes=len(a.data), width=a.width, height=a.height,
-                         frame_count=a.frame_count, duration_ms=a.duration_ms)
+                         frame_count=a.frame_count, duration_ms=a.duration_ms,
+                         sha256=hashlib.sha256(a.data).hexdigest(),
+                         sha1=hashlib.sha1(a.data).hexdigest())
 
     def close(self) -> None:
         self._io.shutdown(wait=False)

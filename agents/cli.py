@@ -63,12 +63,20 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from schemas import InvalidAlert, parse_alert
 
+    if (args.text is None) == (args.cap is None):
+        print("alertanim: give the alert's text or --cap FILE (one of them)", file=sys.stderr)
+        return 2
     # The same checks as the stream's ingest, so the command refuses what the stream refuses.
     body = {"id": args.id, "text": args.text, "event": args.event, "language": args.language,
             "event_codes": [dict(zip(("value_name", "value"), c.split("=", 1)))
                             for c in args.event_code] or None}
+    cap_document = None
     try:
-        alert = parse_alert(json.dumps({k: v for k, v in body.items() if v is not None}).encode())
+        if args.cap is not None:
+            cap_document, alert = _from_cap(args.cap)
+        else:
+            alert = parse_alert(json.dumps({k: v for k, v in body.items()
+                                            if v is not None}).encode())
         config = _method(args)
     except InvalidAlert as exc:
         print(f"alertanim: the alert is refused ({exc.reason}): {exc}", file=sys.stderr)
@@ -76,7 +84,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         print(f"alertanim: {exc}", file=sys.stderr)
         return 2
-    problem = _unwritable([args.out, args.out_webp, args.json])
+    except OSError as exc:
+        print(f"alertanim: cannot read {args.cap}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    if args.out_cap and cap_document is None:
+        print("alertanim: --out-cap answers a CAP alert: give --cap FILE", file=sys.stderr)
+        return 2
+    problem = _unwritable([args.out, args.out_webp, args.out_mp4, args.out_poster, args.out_cap,
+                           args.json])
     if problem:
         print(f"alertanim: {problem}", file=sys.stderr)
         return 2
@@ -100,9 +115,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     out.write_bytes(result.gif.data)
     summary = result.summary()
     summary["out"] = str(out)
-    if args.out_webp and result.webp is not None:
-        Path(args.out_webp).write_bytes(result.webp.data)
-        summary["out_webp"] = args.out_webp
+    for path, media_type in ((args.out_webp, "image/webp"), (args.out_mp4, "video/mp4"),
+                             (args.out_poster, "image/jpeg")):
+        rendition = result.rendition(media_type)
+        if path and rendition is not None:
+            Path(path).write_bytes(rendition.data)
+            summary[f"out_{media_type.split('/')[1]}"] = path
+    if alert.cap is not None:
+        summary["cap"] = alert.cap.model_dump()
+        summary["status"] = alert.status
+    if args.out_cap:
+        Path(args.out_cap).write_bytes(_cap_answer(cap_document, result, summary))
+        summary["out_cap"] = args.out_cap
     if args.json:
         text = json.dumps(summary, indent=2, ensure_ascii=False)
         if args.json == "-":
@@ -114,6 +138,37 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"subject {result.subject.word!r}, CLIPScore {result.scores.best:.2f}, "
               f"{result.seconds['total']:.2f} s)", file=sys.stderr)
     return 0
+
+
+def _from_cap(path: str):
+    """The CAP document in `path` and the Alert the stream would animate from it."""
+    from agents.settings import CAP_LANGUAGES
+    from schemas import InvalidAlert, choose_info, parse_cap, to_alert
+
+    document = Path(path).read_bytes()
+    cap = parse_cap(document)
+    info = choose_info(cap, CAP_LANGUAGES)
+    if info is None:
+        raise InvalidAlert("invalid_cap", "a CAP message with no <info> block to animate")
+    return document, to_alert(cap, info)
+
+
+def _cap_answer(document: bytes, result, summary: dict) -> bytes:
+    """The CAP Update the stream would publish, with the written files as its resources."""
+    import time
+    from datetime import datetime, timezone
+
+    from schemas import CapResource, cap_update
+
+    written = {"image/gif": summary["out"], "image/webp": summary.get("out_webp"),
+               "video/mp4": summary.get("out_mp4"), "image/jpeg": summary.get("out_jpeg")}
+    resources = [CapResource.of(a.data, a.content_type, Path(written[a.content_type]).resolve()
+                                .as_uri(), f"{a.content_type} of the alert ({summary['subject']})")
+                 for a in result.animations if written.get(a.content_type)]
+    return cap_update(document, resources, sender="alertanim@localhost",
+                      identifier=f"alertanim.{summary['cap']['identifier']}",
+                      sent=datetime.fromtimestamp(int(time.time()), timezone.utc),
+                      note=summary["alt_text"])
 
 
 def cmd_export_models(args: argparse.Namespace) -> int:
@@ -133,7 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="turn one alert into an animation, in-process (no Kafka)")
-    run.add_argument("text", help="the alert text, any language")
+    run.add_argument("text", nargs="?", help="the alert text, any language")
+    run.add_argument("--cap", metavar="FILE",
+                     help="a CAP 1.2 document instead of the text: its best info block is "
+                          "animated, as the stream does")
     run.add_argument("--event", help="CAP event, e.g. 'Flood Warning'")
     run.add_argument("--language", help="BCP 47 tag of the text, e.g. ko-KR")
     run.add_argument("--event-code", action="append", default=[], metavar="NAME=VALUE",
@@ -141,6 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--id", default="cli", help="alert id (checked as the stream checks it)")
     run.add_argument("--out", default="alert.gif", help="GIF path (default: alert.gif)")
     run.add_argument("--out-webp", help="also write the animated WebP here")
+    run.add_argument("--out-mp4", help="also write the MP4 (H.264) here")
+    run.add_argument("--out-poster", help="also write the poster still (JPEG) here")
+    run.add_argument("--out-cap", help="with --cap: write the CAP 1.2 Update that carries the "
+                                       "written files as <resource>s here")
     run.add_argument("--json", nargs="?", const="-",
                      help="write the summary as JSON to this path, or stdout when no path")
     run.add_argument("--models", default="default",

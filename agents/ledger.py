@@ -2,6 +2,8 @@
 per alert. One place derives keys; nothing else builds them.
 
     alerts/<alert id>.json                      the first claim on an id: content hash, source
+    alerts/<alert id>.cap.xml                   the CAP document it came in as, when it did
+    alerts/<alert id>.cancelled                 a CAP Cancel named it: in-flight runs stop
     runs/<alert id>/<run>/<stage>/<NN>.png      a stage's images (claim check)
     runs/<alert id>/<run>/renditions/animation.<ext>
     runs/<alert id>/<run>/ready.json            the completion, stored before its event is sent
@@ -65,6 +67,14 @@ class Ledger:
         return f"alerts/{alert_id}.json"
 
     @staticmethod
+    def cap_key(alert_id: str) -> str:
+        return f"alerts/{alert_id}.cap.xml"
+
+    @staticmethod
+    def cancelled_key(alert_id: str) -> str:
+        return f"alerts/{alert_id}.cancelled"
+
+    @staticmethod
     def run_prefix(alert_id: str, run: str) -> str:
         return f"runs/{alert_id}/{run}/"
 
@@ -123,6 +133,19 @@ class Ledger:
             return ClaimResult(Claim.DONE if self.emitted(alert.id, run) else Claim.RERUN)
         ready = self.finished(alert.id, run)
         return ClaimResult(Claim.FINISHED, ready) if ready else ClaimResult(Claim.RERUN)
+
+    # -- CAP: the original document, and cancellation ----------------------------------------
+    def record_cap(self, alert_id: str, document: bytes) -> None:
+        self.store.put(self.cap_key(alert_id), document, "application/xml")
+
+    def cap_document(self, alert_id: str) -> bytes:
+        return self.store.get(self.cap_key(alert_id))
+
+    def cancel(self, alert_id: str, by: str) -> None:
+        self.store.put(self.cancelled_key(alert_id), by.encode(), "text/plain")
+
+    def cancelled(self, alert_id: str) -> bool:
+        return self.store.exists(self.cancelled_key(alert_id))
 
     # -- completion: stored, then sent, then marked ------------------------------------------
     def record_ready(self, ready: AnimationReady) -> None:

@@ -159,12 +159,25 @@ class StageProcessor:
         try:
             if isinstance(result, AnimationReady):
                 await self._send(self.settings.topic_ready, result.alert_id, result.to_bytes())
+                await self._answer_cap(stage, raw, result)
                 await self._record_emitted(result)
             else:
                 await self._send(self.settings.stage_topic(result.stage), result.alert_id,
                                  result.to_bytes())
         except SendRefused as exc:
             await self.fail(stage, raw, exc, 1, result.alert_id)
+
+    async def _answer_cap(self, stage: str, raw: bytes, ready: AnimationReady) -> None:
+        """An alert that came in as CAP is answered on the cap topic with a CAP Update carrying
+        its renditions. Made from what is stored, so a redelivery sends the same message."""
+        if ready.cap is None:
+            return
+        try:
+            update = await self._retried("cap", self.adapter.cap_answer, ready)
+        except Exhausted as gave_up:
+            await self.fail("cap", raw, gave_up.error, gave_up.attempts, ready.alert_id)
+            return
+        await self._send(self.settings.topic_cap, ready.alert_id, update)
 
     async def _record_emitted(self, ready: AnimationReady) -> None:
         """Retried through storage blips; if it still fails the cost is at most one duplicate

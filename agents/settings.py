@@ -13,6 +13,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline.config import MethodConfig
 
+# English first (its own words become the prompt), then the other languages the subject's
+# lexicon reads (pipeline/lexicon.py).
+CAP_LANGUAGES = ("en", "es", "fr", "de", "it", "pt", "ko", "ja", "zh", "vi", "ru", "ar", "hi",
+                 "tl", "ht")
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ALERTANIM_", env_nested_delimiter="__",
@@ -25,6 +30,9 @@ class Settings(BaseSettings):
     topic_ready: str = "ready"
     topic_failed: str = "failed"
     topic_stage_prefix: str = "alertanim.stage."
+    # A finished alert that came in as CAP is answered here with a CAP 1.2 Update that carries
+    # its renditions as <resource>s.
+    topic_cap: str = "cap"
     partitions: int = Field(default=4, ge=1)
     replication_factor: int = Field(default=1, ge=1)
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
@@ -41,6 +49,14 @@ class Settings(BaseSettings):
     web_host: str = "0.0.0.0"
     web_port: int = 6066
     max_text_chars: int = Field(default=5_000, ge=1)
+    # CAP in: the largest document read, and which <info> block of a multi-language alert to
+    # animate: the first of these languages (primary subtags) the alert has, else its first.
+    max_cap_bytes: int = Field(default=1_000_000, ge=1_000)
+    cap_languages: tuple[str, ...] = CAP_LANGUAGES
+    # CAP out: the Update's <sender>, and the base URL renditions are published under (the
+    # <resource> <uri>); without one the presigned URL is used.
+    cap_sender: str = Field(default="alertanim@localhost", min_length=1, pattern=r"^[^\s,<&]+$")
+    public_base_url: str | None = None
     # Retries (one policy, agents/retry.py): an error that waiting cannot fix gets max_attempts
     # tries; one that it can (store or broker away, GPU memory) is retried until
     # retry_deadline_s has passed. Waits grow exponentially, with jitter, up to the max.

@@ -31,7 +31,7 @@ def source_topic(settings, stage: str) -> str:
 
 
 def all_topics(settings) -> list[str]:
-    return [settings.topic_alerts, settings.topic_ready, settings.topic_failed,
+    return [settings.topic_alerts, settings.topic_ready, settings.topic_failed, settings.topic_cap,
             *(settings.stage_topic(s) for s in graph.NAMES)]
 
 

@@ -45,6 +45,11 @@ class MethodConfig(BaseModel):
     gif_max_bytes: int = Field(MMS_BYTES, ge=1_000, description="GIF byte budget (MMS)")
     loop: bool = Field(True, description="close the frame path and loop the animation")
     webp: bool = Field(True, description="also encode an animated WebP")
+    mp4: bool = Field(True, description="also encode an H.264 MP4 (progressive playback in "
+                      "browsers and phones)")
+    mp4_max_bytes: int = Field(MMS_BYTES, ge=10_000,
+                               description="MP4 byte budget, first tried at the frames' own size")
+    poster: bool = Field(True, description="also write a JPEG poster of the best image")
 
     def fingerprint(self) -> str:
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:12]

@@ -73,6 +73,15 @@ def primary_subject(text: str, event: str | None = None, *, language: str | None
     return Subject(hazard.subject, prompt, found[2], hazard.key, lang, found[1])
 
 
+def alt_text(text: str, subject: Subject, limit: int = 1_000) -> str:
+    """What a screen reader says for the animation: what it shows, then the alert's own words
+    (the animation never replaces them)."""
+    shows = (f"Animated illustration of {subject.word}" if subject.hazard else
+             "Animated illustration")
+    words = _clip(_normalise(text), max(0, limit - len(shows) - 14))
+    return f"{shows}. The alert: {words}" if words else shows
+
+
 # --- text ------------------------------------------------------------------------------------
 
 def _normalise(text: str) -> str:

@@ -14,6 +14,7 @@ from .animate import Animation
 from .config import MethodConfig
 from .graph import GRAPH, NAMES, stages
 from .quality import Quality, assess
+from .subject import alt_text
 from .stage import Context, Progress
 
 # The stages up to the last one that runs a model, and the rest (CPU work that a caller may
@@ -80,6 +81,7 @@ class AlertRun:
             "hazard_source": self.subject.source,
             "matched": self.subject.matched,
             "language": self.subject.language,
+            "alt_text": alt_text(self.text, self.subject),
             "scores": [round(s, 4) for s in self.scores.values],
             "best_index": self.scores.best_index,
             "clip_score": round(self.scores.best, 4),

@@ -1,14 +1,18 @@
 """Versioned records, one module per topic. JSON on the wire; each record names its
 `schema_version`, and a consumer refuses versions it does not know."""
 
-from .alert import Alert, EventCode, parse_alert
+from .alert import Alert, CapRef, EventCode, parse_alert
+from .cap import (CapAlert, CapArea, CapInfo, CapResource, CapValue, cap_alert_id, cap_update,
+                  choose_info, is_cap, parse_cap, to_alert)
 from .errors import (AlertanimError, InvalidAlert, InvalidInput, InvalidMessage,
-                     ModelsUnavailable, SendRefused, StoreRefused, StoreUnavailable)
+                     ModelsUnavailable, NotAnimated, SendRefused, StoreRefused, StoreUnavailable)
 from .failed import FailureRecord
 from .ready import AnimationReady, Quality, Rendition
 from .stage import ImageRefs, StageMessage, Value
 
-__all__ = ["Alert", "AlertanimError", "AnimationReady", "EventCode", "FailureRecord",
-           "ImageRefs", "InvalidAlert", "InvalidInput", "InvalidMessage", "ModelsUnavailable",
-           "Quality", "Rendition", "SendRefused", "StageMessage", "StoreRefused",
-           "StoreUnavailable", "Value", "parse_alert"]
+__all__ = ["Alert", "AlertanimError", "AnimationReady", "CapAlert", "CapArea", "CapInfo",
+           "CapRef", "CapResource", "CapValue", "EventCode", "FailureRecord", "ImageRefs",
+           "InvalidAlert", "InvalidInput", "InvalidMessage", "ModelsUnavailable", "NotAnimated", "Quality",
+           "Rendition", "SendRefused", "StageMessage", "StoreRefused", "StoreUnavailable",
+           "Value", "cap_alert_id", "cap_update", "choose_info", "is_cap", "parse_alert",
+           "parse_cap", "to_alert"]

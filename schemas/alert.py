@@ -1,13 +1,18 @@
-"""Topic `alerts`: what a warning system publishes. Keyed by `id`."""
+"""Topic `alerts`: what a warning system publishes. Keyed by `id`.
+
+A warning system may also publish CAP 1.2 XML on this topic; schemas/cap.py reads it and makes
+the same `Alert` from it, naming the CAP message it came from in `cap`.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import AfterValidator, Field, ValidationError, field_validator
 
 from ._base import Record
 from .errors import InvalidAlert
@@ -23,6 +28,47 @@ class EventCode(Record):
     value: str = Field(min_length=1, max_length=256)
 
 
+# CAP 1.2 dateTime: the XSD's pattern (an explicit offset; "Z" is not allowed, UTC is "-00:00")
+# on top of a real date and time.
+_CAP_DATETIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"
+                           r"[-+][0-9]{2}:[0-9]{2}")
+
+
+def cap_datetime(text: str) -> datetime:
+    """A CAP 1.2 dateTime ("2024-05-06T20:42:00-05:00") as an aware datetime; ValueError if it
+    is not one."""
+    if not _CAP_DATETIME.fullmatch(text):
+        raise ValueError(f"{text[:40]!r} is not a CAP dateTime (YYYY-MM-DDThh:mm:ss+hh:mm)")
+    return datetime.fromisoformat(text)
+
+
+def _is_cap_datetime(text: str) -> str:
+    cap_datetime(text)
+    return text
+
+
+CapDateTime = Annotated[str, AfterValidator(_is_cap_datetime)]
+# CAP 1.2 forbids whitespace, commas and the XML-restricted "<" and "&" in sender and identifier,
+# which is what makes <references>' "sender,identifier,sent" triples readable.
+CapToken = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\s,<&]+$")]
+
+
+class CapRef(Record):
+    """One CAP message's identity, as <references> names it: sender, identifier and sent, each
+    exactly as published (two spellings of one instant are two messages to CAP)."""
+
+    sender: CapToken
+    identifier: CapToken
+    sent: CapDateTime
+
+    @property
+    def sent_at(self) -> datetime:
+        return cap_datetime(self.sent)
+
+    def triple(self) -> str:
+        return f"{self.sender},{self.identifier},{self.sent}"
+
+
 class Alert(Record):
     schema_version: Literal[1] = SCHEMA_VERSION
     id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
@@ -34,6 +80,13 @@ class Alert(Record):
     event: str | None = Field(default=None, max_length=256)  # CAP 1.2 <event>, e.g. "Flood Warning"
     # CAP 1.2 <eventCode>s; a known code (SAME, CAP-CP) names the hazard before any text does
     event_codes: list[EventCode] = Field(default_factory=list, max_length=32)
+    # Added in place to v1 (every one has a default, so earlier alerts still validate); from a
+    # CAP message these are its <info>'s urgency and certainty, and the message's own fields.
+    urgency: str | None = Field(default=None, max_length=64)
+    certainty: str | None = Field(default=None, max_length=64)
+    status: Literal["Actual", "Exercise", "System", "Test", "Draft"] = "Actual"
+    msg_type: Literal["Alert", "Update"] = "Alert"
+    cap: CapRef | None = None  # the CAP message this alert was read from
 
     def code_pairs(self) -> tuple[tuple[str, str], ...]:
         return tuple((c.value_name, c.value) for c in self.event_codes)
@@ -47,8 +100,15 @@ class Alert(Record):
 
     def content_hash(self) -> str:
         """Identity of what was asked for: a reused id with another hash is a conflict."""
-        body = self.model_dump(mode="json", exclude={"schema_version"})
+        # Fields added to v1 count only when set, so an alert hashes as it did before they
+        # existed and a ledger's earlier entries still match.
+        unset = {name for name, default in _ADDED_TO_V1.items() if getattr(self, name) == default}
+        body = self.model_dump(mode="json", exclude={"schema_version", *unset})
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+_ADDED_TO_V1 = {"urgency": None, "certainty": None, "status": "Actual", "msg_type": "Alert",
+                "cap": None}
 
 
 def parse_alert(raw: bytes, max_chars: int = DEFAULT_MAX_CHARS) -> Alert:

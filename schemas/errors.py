@@ -31,7 +31,18 @@ class InvalidInput(AlertanimError):
 
 class InvalidAlert(InvalidInput):
     """An `alerts` message refused: not_utf8, not_json, not_object, missing_field, empty_text,
-    text_too_long, invalid_field, unknown_schema_version, duplicate_id_conflict."""
+    text_too_long, invalid_field, unknown_schema_version, duplicate_id_conflict; and for CAP XML
+    (schemas/cap.py): too_large, not_xml, xml_entities, xml_external_entity, xml_dtd, not_cap,
+    unsupported_cap_version, invalid_cap, cap_msg_type."""
+
+    def __init__(self, reason: str, message: str, alert_id: str | None = None):
+        super().__init__(message, reason=reason, alert_id=alert_id)
+
+
+class NotAnimated(InvalidInput):
+    """Input that says, by itself or by a later message, that it is not to be animated: a CAP
+    Cancel (cap_cancel), or an alert such a Cancel named (cancelled), refused on arrival or at
+    its next stage."""
 
     def __init__(self, reason: str, message: str, alert_id: str | None = None):
         super().__init__(message, reason=reason, alert_id=alert_id)
@@ -91,6 +102,17 @@ REASONS = {
     "invalid_field": "a field has the wrong type or an invalid value",
     "unknown_schema_version": "a schema_version this worker does not read",
     "duplicate_id_conflict": "an alert id reused for other content",
+    "too_large": "a CAP message longer than the byte limit, refused before it is parsed",
+    "not_xml": "a CAP message that is not well-formed XML in its declared encoding",
+    "xml_entities": "XML that declares entities (billion laughs, quadratic blowup): never expanded",
+    "xml_external_entity": "XML that declares or references an external entity: never fetched",
+    "xml_dtd": "XML with a document type declaration (CAP has none): never read",
+    "not_cap": "XML whose root is not a CAP 1.2 <alert>",
+    "unsupported_cap_version": "a CAP 1.0 or 1.1 message; only CAP 1.2 is read",
+    "invalid_cap": "a CAP element missing, repeated or outside CAP's values (the detail names it)",
+    "cap_msg_type": "a CAP Cancel, Ack or Error, which announces nothing to animate",
+    "cap_cancel": "a CAP Cancel: the alerts it references are not animated (the message names them)",
+    "cancelled": "a CAP Cancel named this alert: no animation; a run in flight stops at its next stage",
     "invalid_message": "an intermediate message that does not fit the stage graph",
     "stage_error": "a stage kept failing after its retries",
     "transient_error": "a stage kept failing with errors that waiting could fix, past the deadline",

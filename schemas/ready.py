@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import Field
 
 from ._base import Record
+from .alert import CapRef
 
 SCHEMA_VERSION = 2
 
@@ -25,6 +26,8 @@ class Rendition(Record):
     height: int = Field(ge=1)
     frame_count: int = Field(ge=1)
     duration_ms: int = Field(ge=0)  # one full loop
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")  # of the bytes
+    sha1: str | None = Field(default=None, pattern=r"^[0-9a-f]{40}$")  # CAP's <digest>
 
 
 class Quality(Record):
@@ -54,6 +57,11 @@ class AnimationReady(Record):
     language: str | None = None  # the alert's language as decided (primary subtag)
     clip_score: float  # the best candidate's CLIPScore against the prompt
     quality: Quality | None = None
+    # for screen readers: the alert's own words and what the animation shows; never drop it
+    alt_text: str | None = None
+    status: str = "Actual"  # CAP status of the alert: Exercise, Test, ... are marked as such
+    cap: CapRef | None = None  # the CAP message it came in as; its Update goes out on `cap`
+    completed_at: float | None = None  # epoch seconds the result was stored
     stage_seconds: dict[str, float]
     latency_seconds: float  # ingest → this event
     model_ids: dict[str, str]

@@ -1,10 +1,18 @@
 import io
 import random
+import struct
+from concurrent.futures import ThreadPoolExecutor
 
+import av
+import numpy as np
 import pytest
 from PIL import Image, ImageSequence
 
-from pipeline.animate import crossfade, encode_gif, encode_webp
+from pipeline.animate import (EXTENSIONS, MIN_SIDE, clip_length, crossfade, encode_gif,
+                              encode_mp4, encode_poster, encode_renditions, encode_webp,
+                              gif_ladder, inbetween_shown)
+from pipeline.config import MethodConfig
+from tests.bench.bench_animate import PHOTOS, key_frames
 
 
 def noisy_frames(n, size=96, seed=0):
@@ -15,6 +23,29 @@ def noisy_frames(n, size=96, seed=0):
 
 def solid_frames(n, size=64):
     return [Image.new("RGB", (size, size), (40 * i, 255 - 30 * i, 100)) for i in range(n)]
+
+
+def shown_frames(data):
+    """Every frame of a GIF as a viewer shows it (the frames before it drawn underneath)."""
+    gif = Image.open(io.BytesIO(data))
+    return [np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(gif)]
+
+
+def full_frame_gif(anim, frames, inbetween, loop=True):
+    """The GIF of `anim`'s rung with every frame stored whole: the same palette and frames, no
+    deltas."""
+    from pipeline.animate import _palette
+
+    keys = [f.resize((anim.width, anim.height), Image.Resampling.LANCZOS)
+            if f.size != (anim.width, anim.height) else f for f in frames]
+    shown = inbetween_shown(anim.frame_count, len(frames), loop)
+    palette = _palette(frames, anim.colors, inbetween, loop)
+    indexed = [f.quantize(palette=palette, dither=Image.Dither.NONE)
+               for f in crossfade(keys, shown, loop)]
+    buf = io.BytesIO()
+    indexed[0].save(buf, format="GIF", save_all=True, append_images=indexed[1:], duration=120,
+                    loop=0, optimize=False, disposal=1)
+    return buf.getvalue()
 
 
 def test_crossfade_is_linear_interpolation():
@@ -63,16 +94,20 @@ def test_webp_is_animated():
 
 
 def test_gif_takes_the_first_rung_of_the_ladder_that_fits():
-    from pipeline.animate import _gif, _palette, crossfade, gif_ladder
+    # Changed with the delta frames: a rung is now encoded as `encode_gif` stores it (palette
+    # with a transparent entry, deltas, key frames held for the in-betweens left out).
+    from pipeline.animate import _deltas, _gif, _indexed, _palette, _transparent, frame_durations
 
     frames = noisy_frames(6)
     budget = len(encode_gif(frames, inbetween=2, max_bytes=10_000_000).data) // 3
     first_fit = None
-    for colors, scale, t in gif_ladder(2):  # every rung encoded whole, in order
+    for colors, scale, t in gif_ladder(2, 96):  # every rung encoded whole, in order
         size = (max(8, round(96 * scale)),) * 2
         keys = [f.resize(size, Image.Resampling.LANCZOS) for f in frames] if scale != 1 else frames
         clip = crossfade(keys, t)
-        if len(_gif(clip, 120, _palette(frames, colors, 2, True))) <= budget:
+        palette = _palette(frames, colors, 2, True)
+        drawn = _deltas(_indexed(clip, palette), _transparent(palette))
+        if len(_gif(drawn, frame_durations(len(clip), 2, t, 120), palette)) <= budget:
             first_fit = (colors, size[0], len(clip))
             break
     got = encode_gif(frames, inbetween=2, max_bytes=budget)
@@ -85,11 +120,165 @@ def test_gif_sizes_rungs_from_a_probe_before_encoding_them_whole(monkeypatch):
     whole = []
     real = animate._gif
 
-    def spy(frames, frame_ms, palette):
-        if len(frames) > animate.PROBE_FRAMES:
-            whole.append(len(frames))
-        return real(frames, frame_ms, palette)
+    def spy(drawn, durations, palette):
+        if len(drawn) > animate.PROBE_FRAMES + 1:  # a probe is the first frame and its deltas
+            whole.append(len(drawn))
+        return real(drawn, durations, palette)
     monkeypatch.setattr(animate, "_gif", spy)
     anim = animate.encode_gif(noisy_frames(8, size=128), inbetween=3, max_bytes=120_000)
     assert len(anim.data) <= 120_000 and anim.width < 128
     assert 1 <= len(whole) <= 2  # not one whole encode per rung walked past
+
+
+def test_the_ladder_keeps_the_gif_at_least_min_side_before_anything_smaller():
+    ladder = gif_ladder(3, 512)
+    big = [round(512 * s) >= MIN_SIDE for _, s, _ in ladder]
+    assert big == sorted(big, reverse=True) and 0 < sum(big) < len(ladder)
+    assert (32, 0.5, 0) in ladder[:sum(big)]  # every colour count and in-between at 256²
+    assert gif_ladder(3, 96) == gif_ladder(3)  # frames already below it: the order as it was
+
+
+def test_delta_frames_show_exactly_the_full_frames():
+    frames = key_frames("coffee", n=4, size=96, seed=1)
+    anim = encode_gif(frames, inbetween=3, max_bytes=10_000_000)
+    assert (anim.width, anim.colors, anim.frame_count) == (96, 256, 16)  # the first rung
+    full = full_frame_gif(anim, frames, inbetween=3)
+    delta, whole = shown_frames(anim.data), shown_frames(full)
+    assert len(delta) == len(whole) == anim.frame_count
+    for j, (d, w) in enumerate(zip(delta, whole)):
+        assert (d == w).all(), f"frame {j} differs"
+    # and the deltas are what saves the bytes: the static parts are not repainted
+    assert len(anim.data) < 0.75 * len(full)
+    # every frame's control block: "do not dispose" (1 << 2) and a transparent index (1)
+    assert anim.data.count(b"\x21\xf9\x04\x05") == anim.frame_count
+
+
+def test_a_lower_rung_holds_its_key_frames_and_shows_exactly_the_full_frames():
+    # at 256² (MIN_SIDE) the ladder drops in-betweens before it shrinks the frames
+    frames = key_frames("chelsea", n=4, size=256, seed=2)
+    full_rung = encode_gif(frames, inbetween=3, max_bytes=10_000_000)
+    anim = encode_gif(frames, inbetween=3, max_bytes=len(full_rung.data) // 2)
+    shown = inbetween_shown(anim.frame_count, 4, True)
+    assert anim.width == 256 and shown < 3
+    assert (shown_frames(anim.data) == np.stack(shown_frames(
+        full_frame_gif(anim, frames, inbetween=3)))).all()
+    gif = Image.open(io.BytesIO(anim.data))
+    durations = []
+    for f in ImageSequence.Iterator(gif):
+        durations.append(f.info["duration"])
+    hold = 120 * (1 + 3 - shown)
+    assert durations == [hold if j % (shown + 1) == 0 else 120 for j in range(anim.frame_count)]
+    # the loop is as long as the full clip's: fewer in-betweens, the same pace
+    assert sum(durations) == anim.duration_ms == 120 * clip_length(4, 3) == full_rung.duration_ms
+
+
+@pytest.mark.parametrize("photo", PHOTOS)
+def test_gif_of_composited_photographs_is_at_least_256_within_the_mms_budget(photo):
+    c = MethodConfig()
+    frames = key_frames(photo, n=c.frames, size=512, seed=PHOTOS.index(photo))
+    anim = encode_gif(frames, c.inbetween, c.frame_ms, c.gif_max_bytes, c.loop)
+    assert min(anim.width, anim.height) >= 256
+    assert len(anim.data) <= c.gif_max_bytes == 300_000
+    assert Image.open(io.BytesIO(anim.data)).n_frames == anim.frame_count >= c.frames
+
+
+def boxes(data):
+    """The top-level boxes of an MP4, in file order."""
+    names, at = [], 0
+    while at < len(data):
+        size, name = struct.unpack(">I4s", data[at:at + 8])
+        names.append(name.decode())
+        at += size
+    return names
+
+
+def decode_mp4(data):
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.video[0]
+        ctx = stream.codec_context
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+        return {"codec": ctx.name, "pix_fmt": ctx.pix_fmt, "size": (stream.width, stream.height),
+                "frames": frames, "duration_ms": container.duration / 1000,
+                "metadata": dict(container.metadata)}
+
+
+def test_mp4_is_h264_yuv420p_even_sided_and_starts_with_its_index():
+    frames = key_frames("rocket", n=4, size=101, seed=3)  # odd sides: H.264 4:2:0 needs even
+    anim = encode_mp4(frames, inbetween=2, frame_ms=120, max_bytes=300_000)
+    got = decode_mp4(anim.data)
+    assert anim.content_type == "video/mp4"
+    assert (got["codec"], got["pix_fmt"]) == ("h264", "yuv420p")
+    assert got["size"] == (anim.width, anim.height) == (100, 100)
+    assert len(got["frames"]) == anim.frame_count == clip_length(4, 2) == 12
+    assert got["duration_ms"] == anim.duration_ms == 12 * 120
+    assert len(anim.data) <= 300_000
+    # +faststart: the index (moov) before the media (mdat), so playback starts at once
+    order = boxes(anim.data)
+    assert order.index("moov") < order.index("mdat")
+    # and it shows the frames: the first one is the best image, within H.264's loss
+    best = np.asarray(frames[0].resize((100, 100), Image.Resampling.LANCZOS), dtype=np.int16)
+    assert np.abs(got["frames"][0].astype(np.int16) - best).mean() < 4
+
+
+def test_mp4_of_a_photograph_fits_the_mms_budget_at_512():
+    c = MethodConfig()
+    anim = encode_mp4(key_frames("astronaut", size=512), c.inbetween, c.frame_ms,
+                      c.mp4_max_bytes, c.loop)
+    assert (anim.width, anim.height) == (512, 512)
+    assert len(anim.data) <= c.mp4_max_bytes == 300_000
+
+
+def test_mp4_walks_down_to_fit_a_small_budget_and_says_when_nothing_fits():
+    frames = noisy_frames(4, size=64)
+    full = encode_mp4(frames, inbetween=1, max_bytes=10_000_000)
+    budget = len(full.data) // 3
+    small = encode_mp4(frames, inbetween=1, max_bytes=budget)
+    assert len(small.data) <= budget < len(full.data)
+    assert len(decode_mp4(small.data)["frames"]) == small.frame_count == full.frame_count
+    with pytest.raises(ValueError, match="cannot fit the MP4"):
+        encode_mp4(frames, inbetween=1, max_bytes=1_000)
+
+
+def test_same_frames_make_the_same_mp4():
+    frames = key_frames("coffee", n=4, size=64, seed=4)
+    first = encode_mp4(frames, inbetween=2)
+    with ThreadPoolExecutor(2) as pool:  # side by side, as the renditions encode
+        again = list(pool.map(lambda _: encode_mp4(frames, inbetween=2).data, range(2)))
+    assert again == [first.data, first.data]
+    assert "creation_time" not in decode_mp4(first.data)["metadata"]
+
+
+def test_poster_is_a_jpeg_of_the_best_image():
+    frames = key_frames("chelsea", n=2, size=512, seed=5)
+    poster = encode_poster(frames[0])
+    img = Image.open(io.BytesIO(poster.data))
+    assert img.format == "JPEG" and poster.content_type == "image/jpeg"
+    assert img.size == (poster.width, poster.height) == (512, 512)
+    assert (poster.frame_count, poster.duration_ms) == (1, 0)
+    error = np.abs(np.asarray(img.convert("RGB"), np.int16) - np.asarray(frames[0], np.int16))
+    assert error.mean() < 3
+    other = np.abs(np.asarray(img.convert("RGB"), np.int16) - np.asarray(frames[1], np.int16))
+    assert other.mean() > error.mean()  # frame 0, not any frame
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ({}, ["image/gif", "image/webp", "video/mp4", "image/jpeg"]),
+    ({"webp": False}, ["image/gif", "video/mp4", "image/jpeg"]),
+    ({"mp4": False, "poster": False}, ["image/gif", "image/webp"]),
+    ({"webp": False, "mp4": False, "poster": False}, ["image/gif"]),
+])
+def test_the_config_says_which_renditions_are_made_and_the_gif_comes_first(flags, expected):
+    frames = key_frames("astronaut", n=3, size=64, seed=6)
+    config = MethodConfig(inbetween=1, **flags)
+    got = encode_renditions(frames, config)
+    assert [a.content_type for a in got] == expected
+    assert got[0].data == encode_gif(frames, 1).data
+    assert all(a.content_type in EXTENSIONS for a in got)
+
+
+def test_the_mp4_budget_has_a_floor():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        MethodConfig(mp4_max_bytes=9_999)
+    assert MethodConfig().mp4_max_bytes == MethodConfig().gif_max_bytes == 300_000

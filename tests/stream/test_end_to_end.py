@@ -34,7 +34,8 @@ def test_twenty_alerts_become_twenty_animations(pipeline_factory):
     assert all(r.key.decode() == json.loads(r.value)["alert_id"] for r in records)
     expected_frames = 8 + 8 * 3  # frames + in-betweens, looped
     for event in events:
-        assert [r.media_type for r in event.renditions] == ["image/gif", "image/webp"]
+        assert [r.media_type for r in event.renditions] == ["image/gif", "image/webp",
+                                                            "video/mp4", "image/jpeg"]
         for rendition, fmt in zip(event.renditions, ("GIF", "WEBP")):
             with urllib.request.urlopen(rendition.url, timeout=10) as resp:
                 data = resp.read()
@@ -120,3 +121,43 @@ def test_the_stream_and_the_run_command_make_the_same_animation(pipeline_factory
     assert (event.hazard, event.language) == (ran["hazard"], ran["language"]) == ("fire", "ko")
     for name, value in ran["quality"].items():
         assert getattr(event.quality, name) == pytest.approx(value, abs=1e-4), name
+
+
+def test_cap_in_cap_out_over_the_real_broker_and_store(pipeline_factory):
+    """A CAP 1.2 document published to `alerts` comes out as an animation and as a CAP Update on
+    `cap` whose resources are the renditions (fetched by their URIs, checked by their SHA-1);
+    a billion-laughs document becomes a failure record."""
+    import hashlib
+    from pathlib import Path
+
+    from schemas import FailureRecord, parse_cap
+
+    cap_dir = Path(__file__).parent.parent / "schemas" / "cap"
+    original = (cap_dir / "ipaws_evacuation_multilingual.xml").read_bytes()
+    bomb = (b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+            b'<!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">]>'
+            b'<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2">&lol2;</alert>')
+    p = pipeline_factory()
+    p.start_worker()
+    publish(p.settings, [(None, bomb), (parse_cap(original).alert_id, original)])
+
+    topics = [p.settings.topic_ready, p.settings.topic_cap, p.settings.topic_failed]
+    records = consume(p.settings, topics, until=lambda r: len(r) >= 3, timeout=240)
+    by_topic = {t: [r for r in records if r.topic == t] for t in topics}
+    [failed] = by_topic[p.settings.topic_failed]
+    assert FailureRecord.from_bytes(failed.value).reason == "xml_entities"
+    [ready] = [AnimationReady.from_bytes(r.value) for r in by_topic[p.settings.topic_ready]]
+    [answer] = by_topic[p.settings.topic_cap]
+    assert answer.key.decode() == ready.alert_id == parse_cap(original).alert_id
+    update = parse_cap(answer.value)
+    assert update.msg_type == "Update"
+    assert update.references[0].triple() == parse_cap(original).ref.triple()
+    for info in update.infos:
+        resources = info.resources[-len(ready.renditions):]
+        assert [r.mime_type for r in resources] == [r.media_type for r in ready.renditions]
+        for res in resources:
+            with urllib.request.urlopen(res.uri, timeout=10) as resp:
+                data = resp.read()
+            assert len(data) == res.size and hashlib.sha1(data).hexdigest() == res.digest
+    import xmlschema
+    xmlschema.XMLSchema(str(cap_dir / "CAP-v1.2.xsd")).validate(answer.value.decode())

@@ -1,0 +1,267 @@
+"""Every topic's contract as one AsyncAPI 3.0.0 document, built from the record models.
+
+The payload schemas are the models' own JSON Schemas, so the document cannot drift from the code;
+`schemas/asyncapi.json` is this module's output, committed for readers and tools that take a file:
+
+    python -m schemas.asyncapi            # print it
+    python -m schemas.asyncapi --write    # regenerate schemas/asyncapi.json
+    python -m schemas.asyncapi --check    # exit 1 when the committed file is out of date
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Mapping
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from pydantic.json_schema import models_json_schema
+
+from .alert import Alert
+from .errors import REASONS
+from .failed import FailureRecord
+from .ready import AnimationReady
+from .stage import StageMessage
+
+PATH = Path(__file__).with_name("asyncapi.json")
+COMMAND = "python -m schemas.asyncapi --write"
+
+# The graph's stage names (`pipeline.graph.NAMES`, checked equal by the tests): importing the
+# graph loads torch, which a contract must not need.
+STAGES: tuple[str, ...] = ("subject", "generate", "score", "mask", "sample", "select", "animate")
+
+# Channel id → Kafka topic; `document(topics=...)` overrides any of them.
+TOPICS: dict[str, str] = {
+    "alerts": "alerts",
+    "ready": "ready",
+    "failed": "failed",
+    "cap": "cap",
+    **{f"stage.{s}": f"alertanim.stage.{s}" for s in STAGES},
+}
+
+CAP_DOCS = {
+    "description": "OASIS Common Alerting Protocol Version 1.2",
+    "url": "https://docs.oasis-open.org/emergency/cap/v1.2/CAP-v1.2-os.html",
+}
+KAFKA_BINDING = "0.5.0"
+
+
+def document(topics: Mapping[str, str] | None = None) -> dict:
+    """The AsyncAPI 3.0.0 document of every topic, from the service's point of view."""
+    unknown = set(topics or ()) - set(TOPICS)
+    if unknown:
+        raise ValueError(f"unknown channels {sorted(unknown)}; the channels are "
+                         f"{', '.join(TOPICS)}")
+    topics = {**TOPICS, **(topics or {})}
+    schemas = _model_schemas()
+    alert_id = {k: v for k, v in schemas["Alert"]["properties"]["id"].items() if k != "title"}
+    schemas["CapAlertXml"] = {
+        "type": "string",
+        "title": "CAP 1.2 alert",
+        "description": "An OASIS CAP 1.2 `<alert>` document (namespace "
+                       "`urn:oasis:names:tc:emergency:cap:1.2`), UTF-8, of at most "
+                       "`ALERTANIM_MAX_CAP_BYTES`, with `<msgType>` Alert or Update. It is read "
+                       "into the same `Alert` as the JSON form, from one `<info>` block (the "
+                       "first in a language of `ALERTANIM_CAP_LANGUAGES`, else the first), "
+                       "with the CAP message it came from named in `cap`.",
+        "externalDocs": CAP_DOCS,
+    }
+    schemas["CapUpdateXml"] = {
+        "type": "string",
+        "title": "CAP 1.2 Update with the animation",
+        "description": "An OASIS CAP 1.2 `<alert>` document (namespace "
+                       "`urn:oasis:names:tc:emergency:cap:1.2`), UTF-8, with `<msgType>` "
+                       "Update: it `<references>` the original alert and carries the "
+                       "animation's renditions as `<resource>`s, whose `<uri>` is under "
+                       "`ALERTANIM_PUBLIC_BASE_URL` when one is set, else the presigned URL.",
+        "externalDocs": CAP_DOCS,
+    }
+    messages = {
+        "Alert": _message(
+            "Alert", schemas, "An alert to animate, as JSON.",
+            _key("The alert's id is recommended, so that copies of one alert share a "
+                 "partition; the id is read from the payload, so any key, or none, is "
+                 "accepted.", {"type": ["string", "null"]})),
+        "CapAlertXml": _message(
+            "CapAlertXml", schemas, "An alert to animate, as CAP 1.2 XML.",
+            _key("The alert's `<identifier>` is recommended, so that copies of one alert "
+                 "share a partition; the id is read from the payload, so any key, or none, is "
+                 "accepted.", {"type": ["string", "null"]}),
+            content_type="application/xml"),
+        "AnimationReady": _message(
+            "AnimationReady", schemas, "An alert's animation is stored and can be fetched.",
+            _key("The alert's id (`alert_id`).", alert_id)),
+        "FailureRecord": _message(
+            "FailureRecord", schemas, "An input that will not become an animation, and why.",
+            _key("The alert's id when one could be read from the input, else null.",
+                 {"type": ["string", "null"]})),
+        "CapUpdateXml": _message(
+            "CapUpdateXml", schemas, "The animation, as a CAP 1.2 Update of the alert.",
+            _key("The alert's id.", alert_id), content_type="application/xml"),
+        "StageMessage": _message(
+            "StageMessage", schemas, "What the next stage needs, by reference.",
+            _key("The alert's id (`alert.id`).", alert_id)),
+    }
+    reasons = "\n".join(f"- `{code}`: {text}" for code, text in REASONS.items())
+    channels = {
+        "alerts": _channel(topics["alerts"], "Alerts", ["Alert", "CapAlertXml"],
+                           "What a warning system publishes: one alert per message, as a JSON "
+                           "`Alert` or as a CAP 1.2 XML `<alert>`. Each ends as one "
+                           f"`AnimationReady` on `{topics['ready']}` (and, for a CAP alert, a "
+                           f"CAP Update on `{topics['cap']}`) or one `FailureRecord` on "
+                           f"`{topics['failed']}`."),
+        "ready": _channel(topics["ready"], "Animations", ["AnimationReady"],
+                          "One record per alert made into an animation: every rendition made "
+                          "(one per media type, with where it is stored and a presigned URL), "
+                          "and how good the result is. Pick a rendition by `media_type`; a new "
+                          "format is a new entry in `renditions`, not new fields."),
+        "failed": _channel(topics["failed"], "Failures", ["FailureRecord"],
+                           "One record per input that will not become an animation. `reason` "
+                           f"is a stable code:\n\n{reasons}\n\nA record too large for the "
+                           "broker keeps the payload's length, SHA-256 and beginning "
+                           "(`payload_truncated`), and names where the whole payload is stored "
+                           "(`payload_key`)."),
+        "cap": _channel(topics["cap"], "CAP updates", ["CapUpdateXml"],
+                        "For systems that speak CAP: each alert that came in as CAP and was "
+                        "made into an animation is answered with one CAP 1.2 Update, beside "
+                        f"its `AnimationReady` on `{topics['ready']}`."),
+    }
+    for before, stage in zip((f"ingest (from `{topics['alerts']}`)", *STAGES), STAGES):
+        channels[f"stage.{stage}"] = _channel(
+            topics[f"stage.{stage}"], f"Stage {stage} (internal)", ["StageMessage"],
+            f"Internal: the work for the `{stage}` stage, sent by {before}. Images travel "
+            "as object-store keys, never in the message. Only alertanim's own workers read "
+            "and write this topic; its contract follows the pipeline and may change with it.")
+    operations = {
+        "receive.alerts": _operation("receive", "alerts", channels,
+                                     "Read alerts to animate."),
+        "send.ready": _operation("send", "ready", channels, "Announce a finished animation."),
+        "send.failed": _operation("send", "failed", channels,
+                                  "Report an input that will not become an animation."),
+        "send.cap": _operation("send", "cap", channels,
+                               "Publish the animation as a CAP 1.2 Update."),
+    }
+    for stage in STAGES:
+        operations[f"send.stage.{stage}"] = _operation(
+            "send", f"stage.{stage}", channels, f"Hand an alert's work to the `{stage}` stage.")
+        operations[f"receive.stage.{stage}"] = _operation(
+            "receive", f"stage.{stage}", channels, f"Run the `{stage}` stage.")
+    return {
+        "asyncapi": "3.0.0",
+        "info": {"title": "alertanim", "version": _version(),
+                 "description": _description(topics)},
+        "defaultContentType": "application/json",
+        "servers": {"kafka": {
+            "host": "localhost:9092",
+            "protocol": "kafka",
+            "description": "A placeholder: the broker is a deployment setting "
+                           "(`ALERTANIM_BROKER`).",
+        }},
+        "channels": channels,
+        "operations": operations,
+        "components": {"schemas": schemas, "messages": messages},
+    }
+
+
+def _model_schemas() -> dict[str, Any]:
+    """The records' JSON Schemas, one entry per model, referring to each other in components."""
+    _, top = models_json_schema(
+        [(m, "validation") for m in (Alert, AnimationReady, FailureRecord, StageMessage)],
+        ref_template="#/components/schemas/{model}")
+    return {name: _asyncapi_schema(s) for name, s in top["$defs"].items()}
+
+
+def _asyncapi_schema(node: Any) -> Any:
+    """pydantic writes an OpenAPI-style `discriminator` object; AsyncAPI's Schema Object takes a
+    bare property name whose values are schema names, which `kind` values are not. The `oneOf`
+    branches already fix `kind` with `const`, so the object is dropped, not translated."""
+    if isinstance(node, dict):
+        return {k: _asyncapi_schema(v) for k, v in node.items()
+                if not (k == "discriminator" and isinstance(v, dict))}
+    if isinstance(node, list):
+        return [_asyncapi_schema(v) for v in node]
+    return node
+
+
+def _key(description: str, schema: dict) -> dict:
+    return {"kafka": {"key": {**schema, "description": description},
+                      "bindingVersion": KAFKA_BINDING}}
+
+
+def _message(name: str, schemas: dict, summary: str, bindings: dict,
+             content_type: str = "application/json") -> dict:
+    schema = schemas[name]
+    title = schema["title"]
+    if "schema_version" in schema.get("properties", {}):
+        title = f"{name} v{schema['properties']['schema_version']['const']}"
+    return {"name": name, "title": title, "summary": summary, "contentType": content_type,
+            "payload": {"$ref": f"#/components/schemas/{name}"}, "bindings": bindings}
+
+
+def _channel(address: str, title: str, messages: list[str], description: str) -> dict:
+    return {"address": address, "title": title, "description": description,
+            "messages": {m: {"$ref": f"#/components/messages/{m}"} for m in messages}}
+
+
+def _operation(action: str, channel: str, channels: dict, summary: str) -> dict:
+    return {"action": action, "channel": {"$ref": f"#/channels/{channel}"}, "summary": summary,
+            "messages": [{"$ref": f"#/channels/{channel}/messages/{m}"}
+                         for m in channels[channel]["messages"]]}
+
+
+def _description(topics: Mapping[str, str]) -> str:
+    return (
+        "Turns public disaster alerts into short animated images. Topics are seen from the "
+        "service: it receives alerts and sends animations and failures.\n\n"
+        "For consumers:\n\n"
+        f"- **Idempotency.** Every alert ends as exactly one `AnimationReady` on "
+        f"`{topics['ready']}` or one `FailureRecord` on `{topics['failed']}`, but delivery is "
+        "at least once: in rare cases (a worker killed just after a send) a record arrives "
+        "twice. Deduplicate on `alert_id`.\n"
+        "- **URLs expire.** A rendition's `url` is a presigned GET that stops working at "
+        "`url_expires_at` (epoch seconds; the lifetime is the deployment's "
+        "`ALERTANIM_PRESIGN_EXPIRY_S`). Fetch or copy the object before then, or read "
+        "`s3_uri` with your own credentials.\n"
+        "- **Versions.** Every JSON record names its `schema_version`. Refuse a version you do "
+        "not know: a new version is a breaking change. Within a version, fields may be added, "
+        "so ignore fields you do not know. An alert without `schema_version` is read as "
+        "version 1.\n"
+    )
+
+
+def _version() -> str:
+    try:
+        return version("alertanim")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "0.0.0"
+
+
+def render(doc: dict) -> str:
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m schemas.asyncapi", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--write", action="store_true", help=f"write {PATH.name} beside this module")
+    mode.add_argument("--check", action="store_true",
+                      help=f"exit 1 when {PATH.name} differs from the generated document")
+    args = parser.parse_args(argv)
+    text = render(document())
+    if args.write:
+        PATH.write_text(text, encoding="utf-8")
+    elif args.check:
+        if not PATH.exists() or PATH.read_text(encoding="utf-8") != text:
+            print(f"schemas/{PATH.name} is out of date; run: {COMMAND}", file=sys.stderr)
+            return 1
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,534 @@
+"""CAP 1.2 XML on the `alerts` topic: read it without trusting it, make an `Alert` of it, and
+answer it with the animation.
+
+Which reader: a message whose first byte, after an optional UTF-8 byte order mark and XML
+whitespace (space, tab, CR, LF), is "<" is XML and goes to `parse_cap`; anything else goes to
+`parse_alert` (a JSON alert starts with "{"). `is_cap` is that rule. XML in UTF-16 is not sniffed
+as CAP and is then refused as not UTF-8: CAP publishers send UTF-8.
+
+Reading: defusedxml parses, following XML's rules on encodings (not_xml when the document is not
+well-formed, or not in the encoding it declares, or in one expat cannot read). The document is
+refused, with nothing expanded, fetched or read, when it declares entities (billion laughs,
+quadratic blowup: xml_entities), declares or references an external entity (xml_external_entity)
+or has a document type declaration (xml_dtd; an entity declared inside one is reported as what it
+is). Then the root must be CAP 1.2's <alert>, with the elements CAP requires, each at most once
+where CAP allows one, and values inside CAP's enumerations; the error's detail names the element
+("alert/info[2]/urgency"). Elements of other namespaces and ones CAP 1.2 does not define are
+ignored, as is <derefUri> (inline content: the copy in `cap_update` keeps it). Every string and
+list is bounded. Text is stripped of surrounding whitespace, and an empty optional element counts
+as absent, an empty <eventCode> too. CAP's dateTime is the XSD's: an explicit offset, no "Z".
+Beyond the XSD, sender and identifier must follow CAP's text (no whitespace, commas, "<" or "&"),
+<event> must not be empty, and <references> must hold sender,identifier,sent triples.
+
+Identity: CAP names a message by sender, identifier and sent. `cap_alert_id` derives the Alert id
+from those three, so one message published twice is one alert.
+
+Answering: `cap_update` builds the CAP 1.2 Update that references the original and repeats its
+<info> blocks, each with the animation's renditions added as <resource>s.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Annotated, Literal
+from xml.etree import ElementTree as ET
+
+from defusedxml import DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
+from defusedxml.ElementTree import DefusedXMLParser
+from pydantic import ConfigDict, Field, ValidationError, field_validator
+
+from ._base import Record
+from .alert import (DEFAULT_MAX_CHARS, Alert, CapDateTime, CapRef, CapToken, EventCode,
+                    cap_datetime)
+from .errors import InvalidAlert
+
+__all__ = ["CAP_NS", "CapAlert", "CapArea", "CapInfo", "CapRef", "CapResource", "CapValue",
+           "DEFAULT_MAX_CAP_BYTES", "cap_alert_id", "cap_datetime", "cap_update", "choose_info",
+           "is_cap", "parse_cap", "to_alert"]
+
+CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
+_OLDER_NS = {"urn:oasis:names:tc:emergency:cap:1.1": "1.1",
+             "http://www.incident.com/cap/1.0": "1.0"}
+DEFAULT_MAX_CAP_BYTES = 1_048_576  # a broker's default largest record
+_AREA_CHARS = 2_000  # Alert.area's bound
+
+Status = Literal["Actual", "Exercise", "System", "Test", "Draft"]
+MsgType = Literal["Alert", "Update", "Cancel", "Ack", "Error"]
+Scope = Literal["Public", "Restricted", "Private"]
+Category = Literal["Geo", "Met", "Safety", "Security", "Rescue", "Fire", "Health", "Env",
+                   "Transport", "Infra", "CBRNE", "Other"]
+ResponseType = Literal["Shelter", "Evacuate", "Prepare", "Execute", "Avoid", "Monitor", "Assess",
+                       "AllClear", "None"]
+Urgency = Literal["Immediate", "Expected", "Future", "Past", "Unknown"]
+Severity = Literal["Extreme", "Severe", "Moderate", "Minor", "Unknown"]
+Certainty = Literal["Observed", "Likely", "Possible", "Unlikely", "Unknown"]
+
+# Bounds for hostile input; generous beside what warning systems publish (an NWS description
+# runs to a few thousand characters, a zone list in <areaDesc> to a thousand or two).
+Name = Annotated[str, Field(max_length=256)]
+Line = Annotated[str, Field(max_length=2_000)]
+Uri = Annotated[str, Field(max_length=8_000)]  # presigned URLs with session tokens run long
+Text = Annotated[str, Field(max_length=100_000)]
+Language = Annotated[str, Field(max_length=35, pattern=r"^[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*$")]
+
+_INTEGER = re.compile(r"\+?[0-9]{1,18}")
+_DECIMAL = re.compile(r"[-+]?([0-9]{1,18}(\.[0-9]{0,18})?|\.[0-9]{1,18})")
+
+
+class _CapRecord(Record):
+    # Python names, aliased to CAP's element names: a model is read from CAP's names, and a
+    # validation error names the element.
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class CapValue(_CapRecord):
+    """<parameter> and <geocode>: a system-specific name and value, e.g. "UGC", "OKC027"."""
+
+    value_name: Name = Field(alias="valueName")
+    value: Annotated[str, Field(max_length=10_000)]
+
+
+class CapResource(_CapRecord):
+    """<resource>: a file that goes with an <info>, here an animation's rendition."""
+
+    resource_desc: Line = Field(alias="resourceDesc")
+    mime_type: Name = Field(alias="mimeType")
+    size: int | None = Field(default=None, ge=0)  # bytes
+    uri: Uri | None = None
+    digest: Name | None = None  # SHA-1, hex
+
+    @field_validator("size", mode="before")
+    @classmethod
+    def _size_from_text(cls, v):
+        return int(v) if isinstance(v, str) and _INTEGER.fullmatch(v) else v
+
+    @classmethod
+    def of(cls, data: bytes, mime_type: str, uri: str, desc: str) -> CapResource:
+        # CAP 1.2 specifies SHA-1 for <digest>: an integrity check, not a security one.
+        return cls(resource_desc=desc, mime_type=mime_type, size=len(data), uri=uri,
+                   digest=hashlib.sha1(data, usedforsecurity=False).hexdigest())
+
+
+class CapArea(_CapRecord):
+    """<area>: where the info applies, described and as shapes and codes."""
+
+    area_desc: Annotated[str, Field(max_length=10_000)] = Field(alias="areaDesc")
+    polygons: list[Text] = Field(default_factory=list, alias="polygon", max_length=256)
+    circles: list[Line] = Field(default_factory=list, alias="circle", max_length=256)
+    geocodes: list[CapValue] = Field(default_factory=list, alias="geocode", max_length=2_048)
+    altitude: float | None = None  # feet above mean sea level
+    ceiling: float | None = None
+
+    @field_validator("altitude", "ceiling", mode="before")
+    @classmethod
+    def _decimal_from_text(cls, v):
+        return float(v) if isinstance(v, str) and _DECIMAL.fullmatch(v) else v
+
+
+class CapInfo(_CapRecord):
+    """<info>: the event in one language, for one audience."""
+
+    language: Language = "en-US"
+    categories: list[Category] = Field(alias="category", min_length=1, max_length=12)
+    event: Annotated[str, Field(min_length=1, max_length=256)]
+    response_types: list[ResponseType] = Field(default_factory=list, alias="responseType",
+                                               max_length=9)
+    urgency: Urgency
+    severity: Severity
+    certainty: Certainty
+    audience: Line | None = None
+    event_codes: list[EventCode] = Field(default_factory=list, alias="eventCode", max_length=32)
+    effective: CapDateTime | None = None
+    onset: CapDateTime | None = None
+    expires: CapDateTime | None = None
+    sender_name: Line | None = Field(default=None, alias="senderName")
+    headline: Line | None = None
+    description: Text | None = None
+    instruction: Text | None = None
+    web: Uri | None = None
+    contact: Line | None = None
+    parameters: list[CapValue] = Field(default_factory=list, alias="parameter", max_length=256)
+    resources: list[CapResource] = Field(default_factory=list, alias="resource", max_length=64)
+    areas: list[CapArea] = Field(default_factory=list, alias="area", max_length=256)
+
+
+class CapAlert(_CapRecord):
+    """One CAP 1.2 <alert>. `sent` is the string as published (it is part of the identity);
+    `sent_at` is the instant."""
+
+    identifier: CapToken
+    sender: CapToken
+    sent: CapDateTime
+    status: Status
+    msg_type: MsgType = Field(alias="msgType")
+    source: Line | None = None
+    scope: Scope
+    restriction: Line | None = None
+    addresses: list[Name] = Field(default_factory=list, max_length=1_024)
+    codes: list[Line] = Field(default_factory=list, alias="code", max_length=64)
+    note: Text | None = None
+    references: list[CapRef] = Field(default_factory=list, max_length=256)
+    incidents: list[Name] = Field(default_factory=list, max_length=256)
+    infos: list[CapInfo] = Field(default_factory=list, alias="info", max_length=64)
+
+    @property
+    def sent_at(self) -> datetime:
+        return cap_datetime(self.sent)
+
+    @property
+    def ref(self) -> CapRef:
+        return CapRef(sender=self.sender, identifier=self.identifier, sent=self.sent)
+
+    @property
+    def alert_id(self) -> str:
+        return cap_alert_id(self.sender, self.identifier, self.sent)
+
+
+def cap_alert_id(sender: str, identifier: str, sent: str) -> str:
+    """The Alert id of the CAP message `sender`, `identifier`, `sent` (as published): "cap-" and
+    40 hex digits of their SHA-256, so one message published twice is one alert."""
+    # CAP forbids commas in all three, so the joined form is unambiguous.
+    return "cap-" + hashlib.sha256(f"{sender},{identifier},{sent}".encode()).hexdigest()[:40]
+
+
+def is_cap(raw: bytes) -> bool:
+    """Whether an `alerts` message is XML (CAP) rather than a JSON alert; see the module."""
+    body = raw[3:] if raw.startswith(b"\xef\xbb\xbf") else raw
+    return body.lstrip(b" \t\r\n")[:1] == b"<"
+
+
+def parse_cap(raw: bytes, max_bytes: int = DEFAULT_MAX_CAP_BYTES) -> CapAlert:
+    """Read one CAP 1.2 message, or raise InvalidAlert with the reason (see the module)."""
+    if len(raw) > max_bytes:
+        raise InvalidAlert("too_large", f"message has {len(raw)} bytes; the limit is {max_bytes}")
+    return _cap_alert(_read(raw))
+
+
+def choose_info(cap: CapAlert, preference: Sequence[str]) -> CapInfo | None:
+    """The <info> to animate: the first language of `preference` that an info is in, compared
+    by primary subtag ("en" and "en-GB" both take "en-US"); else the first info; None if none."""
+    for tag in preference:
+        wanted = _primary(tag)
+        for info in cap.infos:
+            if _primary(info.language) == wanted:
+                return info
+    return cap.infos[0] if cap.infos else None
+
+
+def to_alert(cap: CapAlert, info: CapInfo, max_chars: int = DEFAULT_MAX_CHARS) -> Alert:
+    """The Alert to animate for `info` of `cap`. Its text is the headline, description and
+    instruction, cut at a word boundary to `max_chars`; an info with none of them is its event.
+    A Cancel, Ack or Error is refused (cap_msg_type): it announces nothing to animate."""
+    if cap.msg_type not in ("Alert", "Update"):
+        raise InvalidAlert("cap_msg_type", f"a CAP {cap.msg_type} announces nothing to animate",
+                           cap.alert_id)
+    text = "\n\n".join(t for t in (info.headline, info.description, info.instruction) if t)
+    area = _cut("; ".join(a.area_desc for a in info.areas), _AREA_CHARS)
+    return Alert(id=cap.alert_id, text=_cut(text or info.event, max_chars),
+                 language=info.language, sent=cap.sent_at, area=area or None,
+                 severity=info.severity, event=info.event, event_codes=info.event_codes,
+                 urgency=info.urgency, certainty=info.certainty, status=cap.status,
+                 msg_type=cap.msg_type, cap=cap.ref)
+
+
+def cap_update(original: bytes, resources: Sequence[CapResource], *, sender: str,
+               identifier: str, sent: datetime | str, note: str | None = None) -> bytes:
+    """The CAP 1.2 Update that answers `original` (a message `parse_cap` accepts) with
+    `resources`: it references the original, keeps its status, scope, restriction, addresses
+    and incidents, and repeats its <info> blocks as published, each with `resources` added after
+    its own and before its <area>s. `sent` is a CAP dateTime or an aware datetime; sender,
+    identifier or sent that CAP would not accept raise ValueError."""
+    root = _read(original)
+    cap = _cap_alert(root)
+    own = CapRef(sender=sender, identifier=identifier,
+                 sent=sent if isinstance(sent, str) else _cap_time(sent))
+    out = ET.Element(_q("alert"))
+    for name, text in (("identifier", own.identifier), ("sender", own.sender),
+                       ("sent", own.sent), ("status", cap.status), ("msgType", "Update"),
+                       ("scope", cap.scope)):
+        ET.SubElement(out, _q(name)).text = text
+    for name in ("restriction", "addresses"):
+        if (element := root.find(_q(name))) is not None:
+            out.append(_copy(element))
+    if note is not None:
+        ET.SubElement(out, _q("note")).text = note
+    ET.SubElement(out, _q("references")).text = cap.ref.triple()
+    if (element := root.find(_q("incidents"))) is not None:
+        out.append(_copy(element))
+    for info in root.findall(_q("info")):
+        copy = _copy(info)
+        at = next((i for i, child in enumerate(copy) if child.tag == _q("area")), len(copy))
+        for offset, resource in enumerate(resources):
+            copy.insert(at + offset, _resource_element(resource))
+        out.append(copy)
+    ET.indent(out)
+    return ET.tostring(out, encoding="utf-8", xml_declaration=True, default_namespace=CAP_NS)
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+class _Parser(DefusedXMLParser):
+    """defusedxml's parser (entity declarations and external references refused), refusing a
+    document type declaration too: an external one at once, an internal one at its end, so an
+    entity declared inside it is reported as the entity it is."""
+
+    def __init__(self):
+        super().__init__(target=ET.TreeBuilder(), forbid_dtd=False, forbid_entities=True,
+                         forbid_external=True)
+        self.parser.StartDoctypeDeclHandler = self._start_doctype
+        self.parser.EndDoctypeDeclHandler = self._end_doctype
+        self._declared = None
+
+    def _start_doctype(self, name, sysid, pubid, has_internal_subset):
+        if sysid or pubid:
+            raise DTDForbidden(name, sysid, pubid)
+        self._declared = name
+
+    def _end_doctype(self):
+        raise DTDForbidden(self._declared, None, None)
+
+
+def _read(raw: bytes) -> ET.Element:
+    parser = _Parser()
+    try:
+        parser.feed(raw)
+        return parser.close()
+    except EntitiesForbidden as exc:
+        if exc.sysid or exc.pubid:
+            raise InvalidAlert("xml_external_entity",
+                               f"the document declares the external entity {_clip(exc.name)} "
+                               f"({_clip(exc.sysid or exc.pubid)}); it is not fetched") from None
+        raise InvalidAlert("xml_entities", f"the document declares the entity {_clip(exc.name)}; "
+                                           f"entities are not expanded") from None
+    except ExternalReferenceForbidden as exc:
+        raise InvalidAlert("xml_external_entity",
+                           f"the document references the external entity "
+                           f"{_clip(exc.sysid or exc.pubid)}; it is not fetched") from None
+    except DTDForbidden as exc:
+        where = f" ({_clip(exc.sysid or exc.pubid)})" if exc.sysid or exc.pubid else ""
+        raise InvalidAlert("xml_dtd", f"the document has a document type declaration "
+                                      f"{_clip(exc.name)}{where}; CAP has none") from None
+    except ET.ParseError as exc:
+        raise InvalidAlert("not_xml", f"message is not well-formed XML: {_clip(str(exc))}") \
+            from None
+    except (LookupError, ValueError) as exc:
+        # The declared encoding: unknown, not a text encoding, or multi-byte beyond UTF-8/16.
+        raise InvalidAlert("not_xml", f"message's declared encoding cannot be read: "
+                                      f"{_clip(str(exc))}") from None
+
+
+def _cap_alert(root: ET.Element) -> CapAlert:
+    namespace, _, name = root.tag[1:].partition("}") if root.tag[:1] == "{" else ("", "", root.tag)
+    if name == "alert" and namespace in _OLDER_NS:
+        raise InvalidAlert("unsupported_cap_version",
+                           f"a CAP {_OLDER_NS[namespace]} message; this worker reads CAP 1.2")
+    if (namespace, name) != (CAP_NS, "alert"):
+        raise InvalidAlert("not_cap", f"the root element is {_clip(root.tag)}, not CAP 1.2's "
+                                      f"{{{CAP_NS}}}alert")
+    try:
+        return CapAlert.model_validate(_alert_fields(root))
+    except _Repeated as exc:
+        raise InvalidAlert("invalid_cap", str(exc), _identity(root)) from None
+    except ValidationError as exc:
+        raise InvalidAlert("invalid_cap", _describe(exc), _identity(root)) from None
+
+
+def _alert_fields(root: ET.Element) -> dict:
+    children = _grouped(root)
+    one = _singles(children, "alert", ("identifier", "sender", "sent", "status", "msgType",
+                                       "source", "scope", "restriction", "addresses", "note",
+                                       "references", "incidents"))
+    one["addresses"] = _words(one.get("addresses", ""))
+    one["incidents"] = _words(one.get("incidents", ""))
+    one["references"] = [_reference(t) for t in one.get("references", "").split()]
+    one["code"] = [_text(c) for c in children.get("code", [])]
+    one["info"] = [_info_fields(info, f"alert/info[{n}]")
+                   for n, info in enumerate(children.get("info", []), 1)]
+    return one
+
+
+def _info_fields(info: ET.Element, where: str) -> dict:
+    children = _grouped(info)
+    one = _singles(children, where, ("language", "event", "urgency", "severity", "certainty",
+                                     "audience", "effective", "onset", "expires", "senderName",
+                                     "headline", "description", "instruction", "web",
+                                     "contact"))
+    one["category"] = [_text(c) for c in children.get("category", [])]
+    one["responseType"] = [_text(c) for c in children.get("responseType", [])]
+    codes = [_pair(code, f"{where}/eventCode[{n}]")
+             for n, code in enumerate(children.get("eventCode", []), 1)]
+    # An empty code names nothing; dropping it keeps an otherwise valid alert.
+    one["eventCode"] = [code for code in codes if code.get("value_name") and code["value"]]
+    one["parameter"] = [_pair(p, f"{where}/parameter[{n}]")
+                        for n, p in enumerate(children.get("parameter", []), 1)]
+    one["resource"] = [
+        _singles(_grouped(r), f"{where}/resource[{n}]",
+                 ("resourceDesc", "mimeType", "size", "uri", "digest"))
+        for n, r in enumerate(children.get("resource", []), 1)]
+    one["area"] = [_area_fields(a, f"{where}/area[{n}]")
+                   for n, a in enumerate(children.get("area", []), 1)]
+    return one
+
+
+def _area_fields(area: ET.Element, where: str) -> dict:
+    children = _grouped(area)
+    one = _singles(children, where, ("areaDesc", "altitude", "ceiling"))
+    one["polygon"] = [_text(p) for p in children.get("polygon", [])]
+    one["circle"] = [_text(c) for c in children.get("circle", [])]
+    one["geocode"] = [_pair(g, f"{where}/geocode[{n}]")
+                      for n, g in enumerate(children.get("geocode", []), 1)]
+    return one
+
+
+def _grouped(element: ET.Element) -> dict[str, list[ET.Element]]:
+    """The CAP children of `element` by local name, in document order."""
+    prefix = f"{{{CAP_NS}}}"
+    groups: dict[str, list[ET.Element]] = {}
+    for child in element:
+        if isinstance(child.tag, str) and child.tag.startswith(prefix):
+            groups.setdefault(child.tag[len(prefix):], []).append(child)
+    return groups
+
+
+class _Repeated(Exception):
+    """An element CAP allows once appears more often."""
+
+
+def _singles(children: dict[str, list[ET.Element]], where: str, names: Sequence[str]) -> dict:
+    """The text of each element CAP allows once, leaving out absent and empty ones."""
+    found = {}
+    for name in names:
+        elements = children.get(name, [])
+        if len(elements) > 1:
+            raise _Repeated(f"{where}/{name}: appears {len(elements)} times; CAP allows one")
+        if elements and (text := _text(elements[0])):
+            found[name] = text
+    return found
+
+
+def _pair(element: ET.Element, where: str) -> dict:
+    one = _singles(_grouped(element), where, ("valueName", "value"))
+    pair = {"value": one.get("value", "")}  # an empty value is still a value
+    if "valueName" in one:
+        pair["value_name"] = one["valueName"]
+    return pair
+
+
+def _text(element: ET.Element) -> str:
+    return (element.text or "").strip()
+
+
+def _words(text: str) -> list[str]:
+    # CAP's lists (addresses, incidents) are space-separated, double-quoted when one has spaces.
+    return [quoted or bare for quoted, bare in re.findall(r'"([^"]*)"|(\S+)', text)]
+
+
+def _reference(triple: str) -> dict | str:
+    parts = triple.split(",")
+    if len(parts) != 3:
+        return triple  # fails validation, naming the reference
+    return dict(zip(("sender", "identifier", "sent"), parts))
+
+
+def _identity(root: ET.Element) -> str | None:
+    """The Alert id of a refused message whose identity is itself valid, for its failure
+    record."""
+    found = {name: _text(element) for name in ("sender", "identifier", "sent")
+             if (element := root.find(_q(name))) is not None}
+    try:
+        ref = CapRef.model_validate(found)
+    except ValidationError:
+        return None
+    return cap_alert_id(ref.sender, ref.identifier, ref.sent)
+
+
+_CAP_NAMES = {"value_name": "valueName"}
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors(include_url=False)[:5]:
+        where = "alert"
+        for step in error["loc"]:
+            where += f"[{step + 1}]" if isinstance(step, int) else f"/{_CAP_NAMES.get(step, step)}"
+        if error["type"] == "missing" or (error["type"] == "too_short" and not error["input"]):
+            parts.append(f"{where}: required element missing or empty")
+        elif error["type"] == "value_error":  # our own message, which quotes the value
+            parts.append(f"{where}: {error['ctx']['error']}")
+        elif isinstance(error["input"], str):
+            parts.append(f"{where}: {error['msg']} (got {_clip(error['input'])})")
+        else:
+            parts.append(f"{where}: {error['msg']}")
+    more = exc.error_count() - len(parts)
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
+def _clip(value, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _primary(tag: str) -> str:
+    return tag.split("-", 1)[0].lower()
+
+
+def _cut(text: str, limit: int) -> str:
+    """`text` if it fits in `limit` characters, else its longest head that ends at a word
+    boundary (a single longer word is cut where the limit falls)."""
+    if len(text) <= limit:
+        return text
+    head = re.match(r"(?s)(.*\S)\s", text[:limit + 1])
+    return head.group(1) if head else text[:limit]
+
+
+# --- answering -----------------------------------------------------------------------------------
+
+# The CAP 1.2 XSD's sequences inside <info>: which children a copied element keeps. Text elements
+# keep their text only; anything CAP does not define there is left out (the XSD allows none).
+_STRUCTURE = {
+    "info": ("language", "category", "event", "responseType", "urgency", "severity", "certainty",
+             "audience", "eventCode", "effective", "onset", "expires", "senderName", "headline",
+             "description", "instruction", "web", "contact", "parameter", "resource", "area"),
+    "eventCode": ("valueName", "value"),
+    "parameter": ("valueName", "value"),
+    "resource": ("resourceDesc", "mimeType", "size", "uri", "derefUri", "digest"),
+    "area": ("areaDesc", "polygon", "circle", "geocode", "altitude", "ceiling"),
+    "geocode": ("valueName", "value"),
+}
+
+
+def _q(name: str) -> str:
+    return f"{{{CAP_NS}}}{name}"
+
+
+def _copy(element: ET.Element) -> ET.Element:
+    """`element` as published: its text, and the CAP children its sequence has, in order."""
+    copy = ET.Element(element.tag)
+    kept = {_q(name) for name in _STRUCTURE.get(element.tag[len(CAP_NS) + 2:], ())}
+    if kept:
+        copy.extend(_copy(child) for child in element if child.tag in kept)
+    else:
+        copy.text = element.text
+    return copy
+
+
+def _resource_element(resource: CapResource) -> ET.Element:
+    element = ET.Element(_q("resource"))
+    for name, value in (("resourceDesc", resource.resource_desc),
+                        ("mimeType", resource.mime_type), ("size", resource.size),
+                        ("uri", resource.uri), ("digest", resource.digest)):
+        if value is not None:
+            ET.SubElement(element, _q(name)).text = str(value)
+    return element
+
+
+def _cap_time(moment: datetime) -> str:
+    """An aware datetime as a CAP dateTime: whole seconds, an explicit offset, UTC as "-00:00"."""
+    offset = moment.utcoffset()
+    if offset is None:
+        raise ValueError("sent must be timezone-aware: a CAP time carries its offset")
+    text = moment.replace(microsecond=0).isoformat()
+    return text[:-6] + "-00:00" if offset == timedelta(0) else text

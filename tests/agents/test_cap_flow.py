@@ -1,0 +1,189 @@
+"""CAP 1.2 through the worker, without a broker: in on `alerts`, out as a CAP Update on `cap`;
+Cancel, Ack and hostile XML end as failure records. (tests/stream runs it over the real ones.)"""
+
+import asyncio
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from agents.topology import STAGES
+from schemas import AnimationReady, FailureRecord, StageMessage, parse_cap
+from schemas.cap import cap_alert_id
+
+from .test_processing import Sent, make
+
+CAP = Path(__file__).parent.parent / "schemas" / "cap"
+XSD = CAP / "CAP-v1.2.xsd"
+
+
+def read(name: str) -> bytes:
+    return (CAP / name).read_bytes()
+
+
+def drive(proc, sent: Sent, raw: bytes, source: str = "alerts:0:0") -> list:
+    """Ingest one message and run whatever it sends through every stage; everything sent."""
+    start = len(sent)
+    asyncio.run(proc.process("ingest", raw, source))
+    for stage in STAGES[1:]:
+        for topic, _, value in list(sent[start:]):
+            if topic == proc.settings.stage_topic(stage):
+                asyncio.run(proc.process(stage, value))
+    return sent[start:]
+
+
+def records(out, topic):
+    return [(k, v) for t, k, v in out if t == topic]
+
+
+def test_a_cap_alert_is_animated_and_answered_with_a_cap_update(tmp_path):
+    proc, sent = make(tmp_path)
+    original = read("ipaws_evacuation_multilingual.xml")
+    cap = parse_cap(original)
+    out = drive(proc, sent, original)
+    [(key, value)] = records(out, "ready")
+    ready = AnimationReady.from_bytes(value)
+    assert key == ready.alert_id == cap.alert_id and ready.cap == cap.ref
+    assert ready.status == "Actual" and ready.language == "en"  # English info block first
+    assert ready.alt_text.startswith("Animated illustration") and ready.hazard is not None
+    [(cap_key, update)] = records(out, "cap")
+    assert cap_key == cap.alert_id
+    answer = parse_cap(update)
+    assert answer.msg_type == "Update" and answer.status == cap.status
+    assert [r.triple() for r in answer.references] == [cap.ref.triple()]
+    assert len(answer.infos) == len(cap.infos)  # every language block is repeated
+    for info in answer.infos:
+        added = info.resources[-len(ready.renditions):]
+        assert [r.mime_type for r in added] == [r.media_type for r in ready.renditions]
+        for res, rendition in zip(added, ready.renditions):
+            data = Path(rendition.url.removeprefix("file://")).read_bytes()
+            assert res.size == len(data) == rendition.bytes
+            assert res.digest == hashlib.sha1(data).hexdigest()  # CAP's digest is SHA-1
+            assert res.uri == rendition.url
+    import xmlschema
+    xmlschema.XMLSchema(str(XSD)).validate(update.decode())
+    assert not records(out, "failed")
+
+
+def test_the_same_cap_message_twice_is_one_alert(tmp_path):
+    proc, sent = make(tmp_path)
+    original = read("nws_tornado_warning.xml")
+    first = drive(proc, sent, original, "alerts:0:1")
+    again = drive(proc, sent, original, "alerts:0:7")  # re-published: the stored result
+    [(_, a)], [(_, b)] = records(first, "ready"), records(again, "ready")
+    assert AnimationReady.from_bytes(a).alert_id == AnimationReady.from_bytes(b).alert_id
+    assert not [t for t, _, _ in again if t.startswith("alertanim.stage.")]  # not recomputed
+    assert records(again, "cap")[0][1] == records(first, "cap")[0][1]
+
+
+def test_an_exercise_is_processed_and_marked(tmp_path):
+    proc, sent = make(tmp_path, public_base_url="https://cdn.example.org/alerts")
+    out = drive(proc, sent, read("ntwc_tsunami_exercise.xml"))
+    ready = AnimationReady.from_bytes(records(out, "ready")[0][1])
+    # its words say it is a test: the scene is a test's, not a tsunami that would alarm
+    assert ready.status == "Exercise" and ready.hazard == "test"
+    answer = parse_cap(records(out, "cap")[0][1])
+    assert answer.status == "Exercise"
+    uris = [r.uri for r in answer.infos[0].resources]
+    assert uris and all(u.startswith("https://cdn.example.org/alerts/") for u in uris)
+
+
+def test_a_cancel_stops_its_alerts_before_and_while_they_run(tmp_path):
+    proc, sent = make(tmp_path)
+    warning, update = read("nws_tornado_warning.xml"), read("nws_tornado_warning_update.xml")
+    # the update is in flight (past ingest) when the Cancel arrives
+    asyncio.run(proc.process("ingest", update, "alerts:0:1"))
+    in_flight = sent[-1][2]
+    out = drive(proc, sent, read("nws_tornado_warning_cancel.xml"), "alerts:0:2")
+    [(key, value)] = records(out, "failed")
+    cancel = FailureRecord.from_bytes(value)
+    assert cancel.reason == "cap_cancel" and key == cancel.alert_id
+    update_id = parse_cap(update).alert_id
+    assert update_id in cancel.message and parse_cap(warning).alert_id in cancel.message
+
+    start = len(sent)
+    asyncio.run(proc.process("subject", in_flight))  # stops at its next stage
+    [(key, value)] = records(sent[start:], "failed")
+    assert key == update_id and FailureRecord.from_bytes(value).reason == "cancelled"
+
+    out = drive(proc, sent, warning, "alerts:0:3")  # arrives after its Cancel
+    [(key, value)] = records(out, "failed")
+    assert FailureRecord.from_bytes(value).reason == "cancelled"
+    assert not records(out, "ready") and not records(out, "cap")
+
+
+def test_an_ack_is_recorded_not_animated(tmp_path):
+    proc, sent = make(tmp_path)
+    out = drive(proc, sent, read("ack.xml"))
+    [(_, value)] = records(out, "failed")
+    assert FailureRecord.from_bytes(value).reason == "cap_msg_type"
+    assert len(out) == 1
+
+
+@pytest.mark.parametrize("raw, reason", [
+    (b'<?xml version="1.0"?><!DOCTYPE a [<!ENTITY x "xx"><!ENTITY y "&x;&x;&x;">]>'
+     b'<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2">&y;</alert>', "xml_entities"),
+    (b'<?xml version="1.0"?><!DOCTYPE a [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+     b'<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2">&x;</alert>', "xml_external_entity"),
+    (b'<alert xmlns="urn:oasis:names:tc:emergency:cap:1.1"><identifier>x</identifier></alert>',
+     "unsupported_cap_version"),
+    (b"<alert", "not_xml"),
+])
+def test_hostile_xml_becomes_a_failure_record(tmp_path, raw, reason):
+    proc, sent = make(tmp_path)
+    out = drive(proc, sent, raw)
+    [(_, value)] = records(out, "failed")
+    record = FailureRecord.from_bytes(value)
+    assert record.reason == reason and record.stage == "ingest"
+    assert b"root:" not in value  # nothing was fetched or expanded into the record
+
+
+def test_a_json_alert_cannot_claim_a_cap_origin(tmp_path):
+    import json
+
+    proc, sent = make(tmp_path)
+    body = {"id": "j1", "text": "Flood warning",
+            "cap": {"sender": "x@y", "identifier": "i", "sent": "2025-01-01T00:00:00-00:00"}}
+    out = drive(proc, sent, json.dumps(body).encode())
+    assert AnimationReady.from_bytes(records(out, "ready")[0][1]).cap is None
+    assert not records(out, "cap") and not records(out, "failed")
+
+
+def test_cap_ids_are_the_ledgers_ids():
+    cap = parse_cap(read("nws_tornado_warning.xml"))
+    assert cap.alert_id == cap_alert_id(cap.sender, cap.identifier, cap.sent)
+    assert StageMessage  # the stage message carries the Alert, CAP origin included
+
+
+def test_run_cap_animates_the_document_and_writes_its_update(tmp_path, model_cache):
+    import json
+    import subprocess
+    import sys
+
+    out, answer = tmp_path / "a.gif", tmp_path / "answer.xml"
+    proc = subprocess.run(
+        [sys.executable, "-m", "agents.cli", "run", "--cap",
+         str(CAP / "ipaws_evacuation_multilingual.xml"), "--models", "tiny", "--out", str(out),
+         "--out-cap", str(answer), "--json", "--candidates", "2", "--variants", "3",
+         "--frames", "2", "--steps", "2", "--quiet"],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    original = parse_cap(read("ipaws_evacuation_multilingual.xml"))
+    assert summary["cap"]["identifier"] == original.identifier and summary["language"] == "en"
+    update = parse_cap(answer.read_bytes())
+    [gif] = [r for r in update.infos[0].resources if r.mime_type == "image/gif"]
+    assert gif.uri == out.resolve().as_uri()
+    assert gif.digest == hashlib.sha1(out.read_bytes()).hexdigest()
+
+
+def test_run_refuses_hostile_cap_before_loading_models(tmp_path):
+    import subprocess
+    import sys
+
+    bomb = tmp_path / "bomb.xml"
+    bomb.write_bytes(b'<!DOCTYPE a [<!ENTITY x "x"><!ENTITY y "&x;&x;">]><alert>&y;</alert>')
+    proc = subprocess.run([sys.executable, "-m", "agents.cli", "run", "--cap", str(bomb),
+                           "--out", str(tmp_path / "x.gif")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "xml_entities" in proc.stderr
