@@ -227,7 +227,10 @@ class Adapter:
             quality=Quality.model_validate(assess(values).as_dict(6), strict=False),
             stage_seconds=seconds, latency_seconds=round(time.time() - msg.received_at, 4),
             model_ids=self.host.model_ids(), pipeline_version=PIPELINE_VERSION,
-            status=msg.alert.status, cap=msg.alert.cap, completed_at=round(time.time(), 3))
+            status=msg.alert.status, cap=msg.alert.cap, event=msg.alert.event,
+            severity=msg.alert.severity, urgency=msg.alert.urgency,
+            certainty=msg.alert.certainty, area=msg.alert.area,
+            completed_at=round(time.time(), 3))
         self.ledger.record_ready(ready)
         return ready
 

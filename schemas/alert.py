@@ -29,17 +29,23 @@ class EventCode(Record):
 
 
 # CAP 1.2 dateTime: the XSD's pattern (an explicit offset; "Z" is not allowed, UTC is "-00:00")
-# on top of a real date and time.
+# on top of a real date and time. What we write keeps to it; what we read may also carry
+# fractional seconds or "Z", as XML Schema's dateTime allows and real feeds publish: an alert is
+# not dropped for its clock's spelling.
 _CAP_DATETIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"
                            r"[-+][0-9]{2}:[0-9]{2}")
+_READ_DATETIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"
+                            r"(?:\.[0-9]{1,9})?(?:[-+][0-9]{2}:[0-9]{2}|Z)")
 
 
-def cap_datetime(text: str) -> datetime:
+def cap_datetime(text: str, strict: bool = False) -> datetime:
     """A CAP 1.2 dateTime ("2024-05-06T20:42:00-05:00") as an aware datetime; ValueError if it
-    is not one."""
-    if not _CAP_DATETIME.fullmatch(text):
+    is not one. `strict`: exactly CAP's form, as we write it."""
+    if not (_CAP_DATETIME if strict else _READ_DATETIME).fullmatch(text):
         raise ValueError(f"{text[:40]!r} is not a CAP dateTime (YYYY-MM-DDThh:mm:ss+hh:mm)")
-    return datetime.fromisoformat(text)
+    # Python reads at most microseconds
+    text = re.sub(r"\.([0-9]+)", lambda m: "." + m.group(1)[:6].ljust(6, "0"), text)
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def _is_cap_datetime(text: str) -> str:

@@ -243,6 +243,8 @@ def cap_update(original: bytes, resources: Sequence[CapResource], *, sender: str
     identifier or sent that CAP would not accept raise ValueError."""
     root = _read(original)
     cap = _cap_alert(root)
+    if isinstance(sent, str):
+        cap_datetime(sent, strict=True)  # what we write keeps to CAP's own form
     own = CapRef(sender=sender, identifier=identifier,
                  sent=sent if isinstance(sent, str) else _cap_time(sent))
     out = ET.Element(_q("alert"))

@@ -61,6 +61,12 @@ class AnimationReady(Record):
     alt_text: str | None = None
     status: str = "Actual"  # CAP status of the alert: Exercise, Test, ... are marked as such
     cap: CapRef | None = None  # the CAP message it came in as; its Update goes out on `cap`
+    # carried from the alert (CAP's <info>), for routing and display
+    event: str | None = None
+    severity: str | None = None
+    urgency: str | None = None
+    certainty: str | None = None
+    area: str | None = None
     completed_at: float | None = None  # epoch seconds the result was stored
     stage_seconds: dict[str, float]
     latency_seconds: float  # ingest → this event

@@ -46,6 +46,10 @@ def test_a_cap_alert_is_animated_and_answered_with_a_cap_update(tmp_path):
     assert key == ready.alert_id == cap.alert_id and ready.cap == cap.ref
     assert ready.status == "Actual" and ready.language == "en"  # English info block first
     assert ready.alt_text.startswith("Animated illustration") and ready.hazard is not None
+    info = cap.infos[0]
+    assert (ready.event, ready.severity, ready.urgency, ready.certainty) == (
+        info.event, info.severity, info.urgency, info.certainty)
+    assert info.areas[0].area_desc in ready.area
     [(cap_key, update)] = records(out, "cap")
     assert cap_key == cap.alert_id
     answer = parse_cap(update)

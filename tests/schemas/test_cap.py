@@ -348,7 +348,7 @@ def test_missing_required_elements_are_named(message, where):
     ("<severity>Extreme", "<severity>Catastrophic", "alert/info[1]/severity"),
     ("<certainty>Observed", "<certainty>Very Likely", "alert/info[1]/certainty"),  # CAP 1.0's
     ("<language>en-US", "<language>en_US", "alert/info[1]/language"),
-    ("-05:00</sent>", "Z</sent>", "alert/sent"),  # CAP forbids "Z"
+    ("-05:00</sent>", "</sent>", "alert/sent"),  # no offset at all
     ("2024-05-06T20:42:00-05:00</sent>", "2024-13-06T20:42:00-05:00</sent>", "alert/sent"),
     ("21:15:00-05:00</expires>", "21:15-05:00</expires>", "alert/info[1]/expires"),
     ("<sender>w-nws.webmaster@noaa.gov", "<sender>NWS Norman", "alert/sender"),
@@ -502,3 +502,19 @@ def test_the_update_of_an_exercise_stays_an_exercise():
     assert (update.status, update.scope) == ("Exercise", "Restricted")
     alert = to_alert(update, update.infos[0])
     assert (alert.status, alert.msg_type) == ("Exercise", "Update")
+
+
+@pytest.mark.parametrize("sent", ["2024-05-07T01:42:00Z", "2024-05-06T20:42:00.250-05:00",
+                                  "2024-05-07T01:42:00.123456789Z"])
+def test_real_feeds_clock_spellings_are_read_and_our_update_keeps_to_cap(sent):
+    """CAP's XSD forbids "Z" and fractions, but feeds publish them: the alert is read (with its
+    identity as published), and the Update we write still uses CAP's own form."""
+    source = raw(WARNING).replace(b"<sent>2024-05-06T20:42:00-05:00</sent>",
+                                  f"<sent>{sent}</sent>".encode())
+    assert source != raw(WARNING)
+    cap = parse_cap(source)
+    assert cap.sent == sent and cap.sent_at.utcoffset() is not None
+    out = cap_update(source, renditions(), sender="alerts@alertanim.example.org",
+                     identifier="alertanim-0001", sent=SENT)
+    assert parse_cap(out).references[0].sent == sent
+    assert re.search(rb"<sent>[0-9T:-]+[-+][0-9]{2}:[0-9]{2}</sent>", out)

@@ -123,7 +123,7 @@ def test_the_stream_and_the_run_command_make_the_same_animation(pipeline_factory
         assert getattr(event.quality, name) == pytest.approx(value, abs=1e-4), name
 
 
-def test_cap_in_cap_out_over_the_real_broker_and_store(pipeline_factory):
+def test_cap_in_cap_out_over_the_real_broker_and_store(pipeline_factory, tmp_path):
     """A CAP 1.2 document published to `alerts` comes out as an animation and as a CAP Update on
     `cap` whose resources are the renditions (fetched by their URIs, checked by their SHA-1);
     a billion-laughs document becomes a failure record."""
@@ -161,3 +161,23 @@ def test_cap_in_cap_out_over_the_real_broker_and_store(pipeline_factory):
             assert len(data) == res.size and hashlib.sha1(data).hexdigest() == res.digest
     import xmlschema
     xmlschema.XMLSchema(str(cap_dir / "CAP-v1.2.xsd")).validate(answer.value.decode())
+
+    # The example consumer in deploy/examples reads it, once per consumer group.
+    import subprocess
+    import sys
+
+    example = Path(__file__).parents[2] / "deploy" / "examples" / "ready_consumer.py"
+    outbox = tmp_path / "outbox"
+
+    def consume_with(group: str) -> str:
+        return subprocess.run(
+            [sys.executable, str(example), "--bootstrap", p.settings.bootstrap_servers,
+             "--topic", p.settings.topic_ready, "--group", group, "--out", str(outbox),
+             "--count", "1", "--timeout", "30"],
+            capture_output=True, text=True, timeout=90, check=True).stdout
+
+    assert "attached image/gif" in consume_with("sms-gateway")
+    attached = json.loads((outbox / f"{ready.alert_id}.json").read_text())
+    assert attached["alt_text"] == ready.alt_text
+    assert (outbox / f"{ready.alert_id}.gif").stat().st_size == ready.rendition("image/gif").bytes
+    assert "already handled" in consume_with("sms-gateway-2")  # idempotent on alert_id
