@@ -91,7 +91,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("alertanim: --out-cap answers a CAP alert: give --cap FILE", file=sys.stderr)
         return 2
     problem = _unwritable([args.out, args.out_webp, args.out_mp4, args.out_poster, args.out_cap,
-                           args.json])
+                           args.json, args.report])
     if problem:
         print(f"alertanim: {problem}", file=sys.stderr)
         return 2
@@ -127,6 +127,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.out_cap:
         Path(args.out_cap).write_bytes(_cap_answer(cap_document, result, summary))
         summary["out_cap"] = args.out_cap
+    if args.report:
+        from pipeline.report import render_report
+
+        Path(args.report).write_text(render_report(result, config), encoding="utf-8")
+        summary["report"] = args.report
     if args.json:
         text = json.dumps(summary, indent=2, ensure_ascii=False)
         if args.json == "-":
@@ -203,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out-poster", help="also write the poster still (JPEG) here")
     run.add_argument("--out-cap", help="with --cap: write the CAP 1.2 Update that carries the "
                                        "written files as <resource>s here")
+    run.add_argument("--report", metavar="FILE",
+                     help="write one self-contained HTML page explaining the animation here")
     run.add_argument("--json", nargs="?", const="-",
                      help="write the summary as JSON to this path, or stdout when no path")
     run.add_argument("--models", default="default",

@@ -260,16 +260,20 @@ def select_frames(vit, processor, best_image, variants, k: int, closed: bool = F
 @row_by_row
 def _run(ctx: Context, row: Row) -> dict:
     m, c = ctx.models, ctx.config
-    frames, path, _ = select_frames(m.vit, m.vit_processor, row["best"], row["variants"],
-                                    c.frames, c.loop)
+    frames, path, dist = select_frames(m.vit, m.vit_processor, row["best"], row["variants"],
+                                       c.frames, c.loop)
     # How well every key frame, not only the best candidate, still shows the prompt.
     scores = clip_scores(m.clip, m.clip_processor, frames, row["subject"].prompt, c.score_weight)
-    return {"frames": frames, "path": path, "frame_scores": scores}
+    # Rounded: the matrix travels in stream messages, which must stay small.
+    distances = tuple(tuple(round(v, 4) for v in r) for r in dist)
+    return {"frames": frames, "path": path, "frame_scores": scores, "distances": distances}
 
 
 STAGE = Stage("select", _run, inputs=("best", "variants", "subject"),
               outputs=(Port("frames", Kind.IMAGES), Port("path", Kind.VALUE, FramePath),
-                       Port("frame_scores", Kind.VALUE, Scores)),
+                       Port("frame_scores", Kind.VALUE, Scores),
+                       # [best, *variants] × the same; for reading the choice, not for re-making it
+                       Port("distances", Kind.VALUE, tuple[tuple[float, ...], ...])),
               components=("vit", "clip"),
               doc="ViT-B/16 features, distances, the cheapest ordered path of k frames; the "
                   "key frames' CLIPScores")

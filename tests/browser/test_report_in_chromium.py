@@ -1,0 +1,85 @@
+"""The report as a person sees it: opened from disk in headless Chromium, laid out, painted."""
+
+from __future__ import annotations
+
+import time
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipeline.config import MethodConfig
+
+CONFIG = MethodConfig(candidates=3, variants=4, frames=3, inbetween=1, steps=2)
+
+# Added to a copy of the page only (the report itself has no script): after the load event,
+# each image says whether it decoded, and the body says the check ran.
+_CHECK = """<script>
+window.addEventListener("load", () => {
+  for (const img of document.images)
+    img.dataset.loaded = String(img.complete && img.naturalWidth > 0);
+  document.body.dataset.checked = "yes";
+});
+</script>"""
+
+
+class Dom(HTMLParser):
+    def __init__(self, document: str):
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+        self.feed(document)
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def with_class(self, name: str) -> list[dict]:
+        return [a for _, a in self.tags if name in (a.get("class") or "").split()]
+
+
+@pytest.fixture(scope="module")
+def report(tiny, artifacts):
+    from pipeline.report import render_report
+    from pipeline.workflow import run_workflow
+
+    run = run_workflow(tiny, "Flash flood warning: move to higher ground now", seed=5,
+                       config=CONFIG)
+    path = artifacts / "report.html"
+    path.write_text(render_report(run, CONFIG), encoding="utf-8")
+    return path, run.summary()
+
+
+def test_the_screenshot_shows_the_page(report, chromium, artifacts):
+    path, _ = report
+    shot = artifacts / "report.png"
+    shot.unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    chromium(path, f"--screenshot={shot}", "--window-size=1280,4000")
+    print(f"chromium screenshot: {time.perf_counter() - t0:.2f} s -> {shot}")
+    image = Image.open(shot)
+    assert image.format == "PNG" and image.size == (1280, 4000)
+    pixels = np.asarray(image.convert("RGB"), dtype=float)
+    assert pixels.std() > 10  # not a blank page
+    # the page's top third holds text, the plots and the thumbnails: colour, not only grey
+    top = pixels[:1300]
+    assert (np.ptp(top, axis=2) > 60).mean() > 0.01
+
+
+def test_the_rendered_dom_counts_and_loads_everything(report, chromium, artifacts):
+    path, summary = report
+    checked = artifacts / "report-checked.html"
+    checked.write_text(path.read_text(encoding="utf-8").replace("</body>", _CHECK + "</body>"),
+                       encoding="utf-8")
+    t0 = time.perf_counter()
+    dom = Dom(chromium(checked, "--dump-dom", "--virtual-time-budget=5000").stdout)
+    print(f"chromium dump-dom: {time.perf_counter() - t0:.2f} s")
+    [body] = [a for tag, a in dom.tags if tag == "body"]
+    assert body.get("data-checked") == "yes"
+    assert len(dom.with_class("candidate")) == len(summary["scores"]) == CONFIG.candidates
+    assert len(dom.with_class("frame")) == len(summary["selected_frames"]) == CONFIG.frames
+    [best] = dom.with_class("best")
+    assert int(best["data-index"]) == summary["best_index"]
+    images = [a for tag, a in dom.tags if tag == "img"]
+    assert len(images) == CONFIG.candidates + CONFIG.variants + CONFIG.frames + 7
+    assert [a.get("data-loaded") for a in images] == ["true"] * len(images), \
+        [a.get("alt") for a in images if a.get("data-loaded") != "true"]
