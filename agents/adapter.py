@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-from datetime import datetime, timezone
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any
 
@@ -46,6 +46,15 @@ _DESCRIPTIONS = {"image/gif": "Animated GIF", "image/webp": "Animated WebP",
 @lru_cache(maxsize=None)
 def _codec(port: Port) -> TypeAdapter:
     return TypeAdapter(port.type)
+
+
+def _value(name: str, port: Port, artifact: Value, msg: StageMessage) -> Any:
+    """A value artifact read back as its port's type; a message that lies about it is refused."""
+    try:
+        return _codec(port).validate_python(artifact.value)
+    except ValueError as exc:
+        raise InvalidMessage(f"{name!r} is not a {port.type}: {str(exc)[:300]}",
+                             alert_id=msg.alert_id) from None
 
 
 class Adapter:
@@ -98,7 +107,7 @@ class Adapter:
         if info is None and cap.msg_type in ("Alert", "Update"):
             raise InvalidAlert("invalid_cap", "a CAP message with no <info> block to animate",
                                cap.alert_id)
-        return cap, to_alert(cap, info, self.settings.max_text_chars)
+        return cap, to_alert(cap, info, self.settings.max_text_chars)  # refuses Ack and Error
 
     # -- a stage -----------------------------------------------------------------------------
     def stage(self, name: str) -> Stage:
@@ -170,11 +179,7 @@ class Adapter:
                 raise InvalidMessage(f"stage {stage.name!r} reads {name!r} ({port.kind.value}), "
                                      "which the message does not carry", alert_id=msg.alert_id)
             if port.kind is Kind.VALUE:
-                try:
-                    row[name] = _codec(port).validate_python(artifact.value)
-                except ValueError as exc:
-                    raise InvalidMessage(f"{name!r} is not a {port.type}: {str(exc)[:300]}",
-                                         alert_id=msg.alert_id) from None
+                row[name] = _value(name, port, artifact, msg)
                 continue
             mode = "L" if port.kind is Kind.MASK else "RGB"
             images = list(self._io.map(lambda k: png_image(self.store.get(k), mode),
@@ -257,16 +262,10 @@ class Adapter:
 
     def _values(self, artifacts: dict[str, Any], msg: StageMessage) -> dict[str, Any]:
         """The run's values (not its images), typed by their ports."""
-        out = {}
-        for name, artifact in artifacts.items():
-            port = graph.PORTS.get(name)
-            if port is not None and port.kind is Kind.VALUE and isinstance(artifact, Value):
-                try:
-                    out[name] = _codec(port).validate_python(artifact.value)
-                except ValueError as exc:
-                    raise InvalidMessage(f"{name!r} is not a {port.type}: {str(exc)[:300]}",
-                                         alert_id=msg.alert_id) from None
-        return out
+        return {name: _value(name, graph.PORTS[name], artifact, msg)
+                for name, artifact in artifacts.items()
+                if isinstance(artifact, Value) and name in graph.PORTS
+                and graph.PORTS[name].kind is Kind.VALUE}
 
     def _rendition(self, msg: StageMessage, a: Animation) -> Rendition:
         key = self.ledger.rendition_key(msg.alert_id, msg.run, a.content_type)
