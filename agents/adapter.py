@@ -24,10 +24,10 @@ from pipeline.animate import Animation
 from pipeline.quality import assess
 from pipeline.stage import Context, Kind, Port, Stage
 from pipeline.subject import alt_text
-from schemas import (Alert, AnimationReady, CapAlert, CapResource, ImageRefs, InvalidAlert,
-                     InvalidMessage, NotAnimated, Quality, Rendition, StageMessage, Value,
-                     cap_alert_id, cap_update, choose_info, is_cap, parse_alert, parse_cap,
-                     to_alert)
+from schemas import (Alert, AnimationReady, CapAlert, CapResource, ImageRefs, InvalidMessage,
+                     NotAnimated, Quality, Rendition, StageMessage, Value, cap_alert_id,
+                     cap_update, is_cap, parse_alert, parse_cap)
+from schemas.cap import alert_to_animate
 
 from .host import ModelHost
 from .ledger import Claim, Ledger, run_id, seed_for
@@ -103,11 +103,8 @@ class Adapter:
                 self.ledger.cancel(alert_id, by=cap.alert_id)
             raise NotAnimated("cap_cancel", f"a CAP Cancel of {len(ids)} alert(s): "
                               f"{', '.join(ids) or 'none referenced'}", cap.alert_id)
-        info = choose_info(cap, self.settings.cap_languages)
-        if info is None and cap.msg_type in ("Alert", "Update"):
-            raise InvalidAlert("invalid_cap", "a CAP message with no <info> block to animate",
-                               cap.alert_id)
-        return cap, to_alert(cap, info, self.settings.max_text_chars)  # refuses Ack and Error
+        return cap, alert_to_animate(cap, self.settings.cap_languages,
+                                     self.settings.max_text_chars)
 
     # -- a stage -----------------------------------------------------------------------------
     def stage(self, name: str) -> Stage:

@@ -148,14 +148,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _from_cap(path: str):
     """The CAP document in `path` and the Alert the stream would animate from it."""
     from agents.settings import CAP_LANGUAGES
-    from schemas import InvalidAlert, choose_info, parse_cap, to_alert
+    from schemas import parse_cap
+    from schemas.cap import alert_to_animate
 
     document = Path(path).read_bytes()
-    cap = parse_cap(document)
-    info = choose_info(cap, CAP_LANGUAGES)
-    if info is None:
-        raise InvalidAlert("invalid_cap", "a CAP message with no <info> block to animate")
-    return document, to_alert(cap, info)
+    return document, alert_to_animate(parse_cap(document), CAP_LANGUAGES)
 
 
 def _cap_answer(document: bytes, result, summary: dict) -> bytes:

@@ -46,8 +46,8 @@ from .alert import (DEFAULT_MAX_CHARS, Alert, CapDateTime, CapRef, CapToken, Eve
 from .errors import InvalidAlert
 
 __all__ = ["CAP_NS", "CapAlert", "CapArea", "CapInfo", "CapRef", "CapResource", "CapValue",
-           "DEFAULT_MAX_CAP_BYTES", "cap_alert_id", "cap_datetime", "cap_update", "choose_info",
-           "is_cap", "parse_cap", "to_alert"]
+           "DEFAULT_MAX_CAP_BYTES", "alert_to_animate", "cap_alert_id", "cap_datetime",
+           "cap_update", "choose_info", "is_cap", "parse_cap", "to_alert"]
 
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
 _OLDER_NS = {"urn:oasis:names:tc:emergency:cap:1.1": "1.1",
@@ -232,6 +232,18 @@ def to_alert(cap: CapAlert, info: CapInfo, max_chars: int = DEFAULT_MAX_CHARS) -
                  severity=info.severity, event=info.event, event_codes=info.event_codes,
                  urgency=info.urgency, certainty=info.certainty, status=cap.status,
                  msg_type=cap.msg_type, cap=cap.ref)
+
+
+def alert_to_animate(cap: CapAlert, preference: Sequence[str],
+                     max_chars: int = DEFAULT_MAX_CHARS) -> Alert:
+    """The Alert an Alert or Update message is animated as: its info block chosen by
+    `preference` (`choose_info`), made into an Alert (`to_alert`). A message with no info block
+    is refused (invalid_cap); a Cancel, Ack or Error too (cap_msg_type)."""
+    info = choose_info(cap, preference)
+    if info is None and cap.msg_type in ("Alert", "Update"):
+        raise InvalidAlert("invalid_cap", "a CAP message with no <info> block to animate",
+                           cap.alert_id)
+    return to_alert(cap, info, max_chars)
 
 
 def cap_update(original: bytes, resources: Sequence[CapResource], *, sender: str,
