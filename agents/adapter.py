@@ -10,6 +10,7 @@ starts a run at the first stage.
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -22,10 +23,12 @@ from pipeline import __version__ as PIPELINE_VERSION
 from pipeline import graph
 from pipeline.animate import Animation
 from pipeline.quality import assess
+from pipeline.report import render_report
 from pipeline.stage import Context, Kind, Port, Stage
 from pipeline.subject import alt_text
+from pipeline.workflow import AlertRun
 from schemas import (Alert, AnimationReady, CapAlert, CapResource, ImageRefs, InvalidMessage,
-                     NotAnimated, Quality, Rendition, StageMessage, Value, cap_alert_id,
+                     NotAnimated, Quality, Rendition, Report, StageMessage, Value, cap_alert_id,
                      cap_update, is_cap, parse_alert, parse_cap)
 from schemas.cap import alert_to_animate
 
@@ -33,6 +36,8 @@ from .host import ModelHost
 from .ledger import Claim, Ledger, run_id, seed_for
 from .storage import ObjectStore, png_bytes, png_image
 from .topology import FIRST
+
+log = logging.getLogger("alertanim")
 
 # What the alert itself provides to the graph, by port name.
 _FROM_ALERT = {"text": lambda m: m.alert.text, "event": lambda m: m.alert.event,
@@ -219,14 +224,19 @@ class Adapter:
         animations: list[Animation] = [a for name, port in graph.PORTS.items()
                                        if port.kind is Kind.ANIMATIONS
                                        for a in artifacts.get(name, ())]
+        everything = {**msg.artifacts, **artifacts}
+        # The report (thumbnails, plots) is drawn while the renditions upload.
+        report = (self._io.submit(self._report, msg, everything, seconds)
+                  if self.settings.reports else None)
         renditions = list(self._io.map(lambda a: self._rendition(msg, a), animations))
-        values = self._values({**msg.artifacts, **artifacts}, msg)
+        values = self._values(everything, msg)
         subject = values["subject"]
         ready = AnimationReady(
             alert_id=msg.alert_id, run=msg.run, renditions=renditions, subject=subject.word,
             prompt=subject.prompt, hazard=subject.hazard, language=subject.language,
             clip_score=values["scores"].best, alt_text=alt_text(msg.alert.text, subject),
             quality=Quality.model_validate(assess(values).as_dict(6), strict=False),
+            report=report.result() if report is not None else None,
             stage_seconds=seconds, latency_seconds=round(time.time() - msg.received_at, 4),
             model_ids=self.host.model_ids(), pipeline_version=PIPELINE_VERSION,
             status=msg.alert.status, cap=msg.alert.cap, event=msg.alert.event,
@@ -235,6 +245,33 @@ class Adapter:
             completed_at=round(time.time(), 3))
         self.ledger.record_ready(ready)
         return ready
+
+    def _report(self, msg: StageMessage, artifacts: dict[str, Any],
+                seconds: dict[str, float]) -> Report | None:
+        """The alert's report, drawn from the run's stored images and values and stored beside
+        its renditions. It explains the animation; it is not the animation: if it cannot be
+        drawn the event goes out without it."""
+        try:
+            values: dict[str, Any] = {name: get(msg) for name, get in _FROM_ALERT.items()}
+            values.update(self._values(artifacts, msg))
+            for name, artifact in artifacts.items():
+                port = graph.PORTS.get(name)
+                if port is None:
+                    continue
+                if port.kind is Kind.ANIMATIONS:
+                    values[name] = artifact
+                elif isinstance(artifact, ImageRefs) and port.kind in _IMAGE_KINDS:
+                    mode = "L" if port.kind is Kind.MASK else "RGB"
+                    images = [png_image(self.store.get(k), mode) for k in artifact.keys]
+                    values[name] = images if port.kind is Kind.IMAGES else images[0]
+            page = render_report(AlertRun(values, seconds), self.config).encode("utf-8")
+        except Exception as exc:  # noqa: BLE001 - a report is never worth an alert
+            log.warning("no report for %s: %r", msg.alert_id, exc)
+            return None
+        key = self.ledger.report_key(msg.alert_id, msg.run)
+        uri = self.store.put(key, page, "text/html; charset=utf-8")
+        url, expires = self.store.url(key, self.settings.presign_expiry_s)
+        return Report(s3_uri=uri, url=url, url_expires_at=expires, bytes=len(page))
 
     def cap_answer(self, ready: AnimationReady) -> bytes:
         """The CAP 1.2 Update that answers the alert's CAP document with its renditions, made

@@ -13,12 +13,14 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 
 import faust
+from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 
 from .adapter import Adapter
 from .host import ModelHost
 from .metrics import Metrics
 from .processing import StageProcessor
 from .settings import Settings
+from .status import Board, follow, render_status
 from .storage import store_from_settings
 from .topology import all_topics, batched, parse_stages, source_topic
 
@@ -26,21 +28,15 @@ log = logging.getLogger("alertanim")
 
 
 def _credentials(settings: Settings):
+    """Faust's broker credentials: the same TLS context (CA, client certificate) and SASL
+    login as `settings.kafka_client_kwargs()` gives the plain aiokafka clients."""
+    ssl_context = settings.kafka_ssl_context() if settings.kafka_uses_tls else None
     if settings.security_protocol.startswith("SASL"):
-        ssl_context = None
-        if settings.security_protocol == "SASL_SSL":
-            from aiokafka.helpers import create_ssl_context
-
-            ssl_context = create_ssl_context(cafile=settings.ssl_cafile)
         return faust.SASLCredentials(
             username=settings.sasl_username,
             password=settings.sasl_password.get_secret_value() if settings.sasl_password else None,
             mechanism=settings.sasl_mechanism, ssl_context=ssl_context)
-    if settings.security_protocol == "SSL":
-        from aiokafka.helpers import create_ssl_context
-
-        return create_ssl_context(cafile=settings.ssl_cafile)
-    return None
+    return ssl_context  # SSL: the context alone; PLAINTEXT: None
 
 
 def create_app(settings: Settings, adapter: Adapter | None = None) -> faust.App:
@@ -65,9 +61,18 @@ def create_app(settings: Settings, adapter: Adapter | None = None) -> faust.App:
         web_host=settings.web_host,
         web_port=settings.web_port,
         web_in_thread=False,
+        # Faust's own pages (/router, /table, /graph, statistics) are not used: off.
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
+        web_metrics_enabled=False,
     )
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alertanim-gpu")
     metrics = Metrics()
+    # Faust's sensors (consumer offsets, rebalances, sends) in the stage metrics' registry
+    app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(metrics.registry, "faust"))
+    board = Board(settings)
     topics = {name: app.topic(name) for name in all_topics(settings)}
 
     async def send(name: str, key: str | None, value: bytes) -> None:
@@ -119,6 +124,43 @@ def create_app(settings: Settings, adapter: Adapter | None = None) -> faust.App:
         if not assigned:
             return False, "no partitions assigned"
         return True, f"{len(assigned)} partitions assigned"
+
+    @app.task
+    async def follow_the_group() -> None:
+        await follow(board, settings, on_lag=metrics.set_lag)
+
+    @app.page("/")
+    async def status_page(web, request):
+        return web.html(render_status(board, worker=f"{settings.app_id} · {', '.join(stages)}"))
+
+    @app.page("/status.json")
+    async def status_json(web, request):
+        return web.json(board.snapshot())
+
+    async def stored(key: str, content_type: str, web):
+        try:
+            data = await asyncio.get_running_loop().run_in_executor(
+                processor.cpu_executor, adapter.store.get, key)
+        except Exception as exc:  # noqa: BLE001 - missing or unreachable: the page goes on
+            return web.text(f"not available: {type(exc).__name__}", status=404)
+        if content_type == "text/html":
+            return web.html(data.decode("utf-8"))
+        return web.bytes(data, content_type=content_type)
+
+    @app.page("/alerts/{alert_id}/animation.gif")
+    async def thumbnail(web, request, alert_id):
+        row = board.ready_run(alert_id)  # only alerts on the page; keys from the ledger
+        if row is None or "image/gif" not in row.media:
+            return web.text("no such animation", status=404)
+        return await stored(adapter.ledger.rendition_key(alert_id, row.run, "image/gif"),
+                            "image/gif", web)
+
+    @app.page("/alerts/{alert_id}/report.html")
+    async def report(web, request, alert_id):
+        row = board.ready_run(alert_id)
+        if row is None or not row.report:
+            return web.text("no such report", status=404)
+        return await stored(adapter.ledger.report_key(alert_id, row.run), "text/html", web)
 
     @app.page("/healthz")
     async def healthz(web, request):

@@ -6,6 +6,7 @@ per alert. One place derives keys; nothing else builds them.
     alerts/<alert id>.cancelled                 a CAP Cancel named it: in-flight runs stop
     runs/<alert id>/<run>/<stage>/<NN>.png      a stage's images (claim check)
     runs/<alert id>/<run>/renditions/animation.<ext>
+    runs/<alert id>/<run>/report.html           the alert's report, self-contained HTML
     runs/<alert id>/<run>/ready.json            the completion, stored before its event is sent
     runs/<alert id>/<run>/emitted               written once the event was acknowledged
     failed/<sha256>                             an input too large for its failure record
@@ -83,6 +84,9 @@ class Ledger:
 
     def rendition_key(self, alert_id: str, run: str, media_type: str) -> str:
         return f"{self.run_prefix(alert_id, run)}renditions/animation.{EXTENSIONS[media_type]}"
+
+    def report_key(self, alert_id: str, run: str) -> str:
+        return f"{self.run_prefix(alert_id, run)}report.html"
 
     def ready_key(self, alert_id: str, run: str) -> str:
         return f"{self.run_prefix(alert_id, run)}ready.json"
@@ -163,7 +167,12 @@ class Ledger:
             url, expires = self.store.url(self.rendition_key(alert_id, run, r.media_type),
                                           self.presign_expiry_s)
             renditions.append(r.model_copy(update={"url": url, "url_expires_at": expires}))
-        return ready.model_copy(update={"renditions": renditions})
+        update: dict = {"renditions": renditions}
+        if ready.report is not None:
+            url, expires = self.store.url(self.report_key(alert_id, run), self.presign_expiry_s)
+            update["report"] = ready.report.model_copy(
+                update={"url": url, "url_expires_at": expires})
+        return ready.model_copy(update=update)
 
     def emitted(self, alert_id: str, run: str) -> bool:
         return self.store.exists(self.emitted_key(alert_id, run))

@@ -23,8 +23,15 @@ class Metrics:
         self.batch_size = Histogram("alertanim_stage_batch_size",
                                     "Alerts per GPU batch in the batching stages", ["stage"],
                                     registry=r, buckets=(1, 2, 3, 4, 6, 8, 12, 16))
+        self.lag = Gauge("alertanim_consumer_group_lag",
+                         "Messages on a topic the worker group has not yet processed",
+                         ["topic"], registry=r)
         self.gpu_bytes = Gauge("alertanim_gpu_memory_bytes", "GPU memory allocated by this worker",
                                registry=r)
+
+    def set_lag(self, lag: dict[str, int]) -> None:
+        for topic, n in lag.items():
+            self.lag.labels(topic).set(n)
 
     def value(self, name: str, **labels) -> float:
         """A sample's current value (0 when never set), through the registry's public API."""

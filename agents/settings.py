@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline.config import MethodConfig
@@ -20,8 +20,9 @@ CAP_LANGUAGES = ("en", "es", "fr", "de", "it", "pt", "ko", "ja", "zh", "vi", "ru
 
 
 class Settings(BaseSettings):
+    # hide_input_in_errors: a refused setting's error must not print the inputs (the secrets)
     model_config = SettingsConfigDict(env_prefix="ALERTANIM_", env_nested_delimiter="__",
-                                      frozen=True, extra="ignore")
+                                      frozen=True, extra="ignore", hide_input_in_errors=True)
 
     # Kafka
     broker: str = "kafka://localhost:9092"
@@ -40,6 +41,13 @@ class Settings(BaseSettings):
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
     ssl_cafile: str | None = None
+    # A client certificate (PEM) for brokers that ask for one (SSL, SASL_SSL): the certificate
+    # chain, its private key when not in the same file, and the key's password when encrypted.
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_password: SecretStr | None = None
+    # SASL PLAIN over SASL_PLAINTEXT sends the password in the clear: refused unless this is set.
+    allow_plaintext_sasl: bool = False
     # The largest record the worker sends; a failure record that would be larger keeps only the
     # beginning of its payload. Stay under the broker's message.max.bytes (1 MiB by default).
     max_record_bytes: int = Field(default=1_000_000, ge=10_000)
@@ -49,6 +57,12 @@ class Settings(BaseSettings):
     web_host: str = "0.0.0.0"
     web_port: int = 6066
     max_text_chars: int = Field(default=5_000, ge=1)
+    # Store a report.html beside each animation (its URL in AnimationReady.report).
+    reports: bool = True
+    # The status page (`/` on the web port): how many recent alerts it lists, and the window of
+    # its per-stage figures.
+    status_alerts: int = Field(default=50, ge=1, le=1_000)
+    status_window_s: float = Field(default=600.0, gt=0)
     # CAP in: the largest document read, and which <info> block of a multi-language alert to
     # animate: the first of these languages (primary subtags) the alert has, else its first.
     max_cap_bytes: int = Field(default=1_000_000, ge=1_000)
@@ -106,14 +120,50 @@ class Settings(BaseSettings):
     def bootstrap_servers(self) -> str:
         return ",".join(u.split("://", 1)[-1] for u in self.broker.split(";"))
 
+    @model_validator(mode="after")
+    def _check_kafka_security(self) -> "Settings":
+        protocol = self.security_protocol
+        if protocol.startswith("SASL"):
+            password = self.sasl_password.get_secret_value() if self.sasl_password else ""
+            missing = [name for name, value in (("sasl_username", self.sasl_username),
+                                                ("sasl_password", password)) if not value]
+            if missing:
+                raise ValueError(f"security_protocol {protocol} needs {' and '.join(missing)} "
+                                 f"({', '.join('ALERTANIM_' + m.upper() for m in missing)})")
+        if (protocol == "SASL_PLAINTEXT" and self.sasl_mechanism == "PLAIN"
+                and not self.allow_plaintext_sasl):
+            raise ValueError("SASL PLAIN over SASL_PLAINTEXT sends the password unencrypted: use "
+                             "security_protocol SASL_SSL (or a SCRAM sasl_mechanism), or set "
+                             "allow_plaintext_sasl=true to accept that")
+        client_cert = [name for name in ("ssl_certfile", "ssl_keyfile", "ssl_password")
+                       if getattr(self, name) is not None]
+        if client_cert and protocol not in ("SSL", "SASL_SSL"):
+            raise ValueError(f"{', '.join(client_cert)} set, but security_protocol {protocol} "
+                             "does not use TLS (SSL or SASL_SSL)")
+        if (self.ssl_keyfile or self.ssl_password) and not self.ssl_certfile:
+            raise ValueError("ssl_keyfile and ssl_password belong to a client certificate: "
+                             "set ssl_certfile too")
+        return self
+
+    @property
+    def kafka_uses_tls(self) -> bool:
+        return self.security_protocol in ("SSL", "SASL_SSL")
+
+    def kafka_ssl_context(self):
+        """The TLS context for the broker (SSL, SASL_SSL): the CA to trust (the system's when
+        ssl_cafile is unset) and the client certificate when one is set."""
+        from aiokafka.helpers import create_ssl_context
+
+        return create_ssl_context(
+            cafile=self.ssl_cafile, certfile=self.ssl_certfile, keyfile=self.ssl_keyfile,
+            password=self.ssl_password.get_secret_value() if self.ssl_password else None)
+
     def kafka_client_kwargs(self) -> dict:
         """aiokafka keyword arguments for the configured security."""
         kw: dict = {"bootstrap_servers": self.bootstrap_servers,
                     "security_protocol": self.security_protocol}
-        if self.security_protocol in ("SSL", "SASL_SSL"):
-            from aiokafka.helpers import create_ssl_context
-
-            kw["ssl_context"] = create_ssl_context(cafile=self.ssl_cafile)
+        if self.kafka_uses_tls:
+            kw["ssl_context"] = self.kafka_ssl_context()
         if self.security_protocol.startswith("SASL"):
             kw.update(sasl_mechanism=self.sasl_mechanism, sasl_plain_username=self.sasl_username,
                       sasl_plain_password=self.sasl_password.get_secret_value()

@@ -7,12 +7,12 @@ from .cap import (CapAlert, CapArea, CapInfo, CapResource, CapValue, cap_alert_i
 from .errors import (AlertanimError, InvalidAlert, InvalidInput, InvalidMessage,
                      ModelsUnavailable, NotAnimated, SendRefused, StoreRefused, StoreUnavailable)
 from .failed import FailureRecord
-from .ready import AnimationReady, Quality, Rendition
+from .ready import AnimationReady, Quality, Rendition, Report
 from .stage import ImageRefs, StageMessage, Value
 
 __all__ = ["Alert", "AlertanimError", "AnimationReady", "CapAlert", "CapArea", "CapInfo",
            "CapRef", "CapResource", "CapValue", "EventCode", "FailureRecord", "ImageRefs",
            "InvalidAlert", "InvalidInput", "InvalidMessage", "ModelsUnavailable", "NotAnimated", "Quality",
-           "Rendition", "SendRefused", "StageMessage", "StoreRefused", "StoreUnavailable",
+           "Rendition", "Report", "SendRefused", "StageMessage", "StoreRefused", "StoreUnavailable",
            "Value", "cap_alert_id", "cap_update", "choose_info", "is_cap", "parse_alert",
            "parse_cap", "to_alert"]

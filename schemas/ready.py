@@ -30,6 +30,16 @@ class Rendition(Record):
     sha1: str | None = Field(default=None, pattern=r"^[0-9a-f]{40}$")  # CAP's <digest>
 
 
+class Report(Record):
+    """The alert's report: one self-contained HTML page (images inline) explaining how its
+    animation was made: candidates and their CLIPScores, masks, variants, the chosen path."""
+
+    s3_uri: str
+    url: str  # presigned GET, valid until `url_expires_at`
+    url_expires_at: float
+    bytes: int = Field(ge=0)
+
+
 class Quality(Record):
     """How good the result is (see pipeline/quality.py); watch these in a deployment."""
 
@@ -57,6 +67,7 @@ class AnimationReady(Record):
     language: str | None = None  # the alert's language as decided (primary subtag)
     clip_score: float  # the best candidate's CLIPScore against the prompt
     quality: Quality | None = None
+    report: Report | None = None  # None when reports are off (ALERTANIM_REPORTS=false)
     # for screen readers: the alert's own words and what the animation shows; never drop it
     alt_text: str | None = None
     status: str = "Actual"  # CAP status of the alert: Exercise, Test, ... are marked as such

@@ -4,6 +4,9 @@ written with save_pretrained into a per-session cache and loaded back with from_
 from __future__ import annotations
 
 import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -32,3 +35,37 @@ def _clean_env(monkeypatch):
     for key in list(os.environ):
         if key.startswith("ALERTANIM_") and key != "ALERTANIM_CACHE":
             monkeypatch.delenv(key, raising=False)
+
+
+# -- headless Debian Chromium (/usr/bin/chromium, installed by .ci/run). A missing browser fails
+# the browser tests: a page nobody opened is not a tested page.
+CHROMIUM = Path("/usr/bin/chromium")
+FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+         "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--hide-scrollbars",
+         "--force-device-scale-factor=1")
+
+
+@pytest.fixture(scope="session")
+def artifacts(tmp_path_factory) -> Path:
+    """Where screenshots are kept: $ALERTANIM_TEST_LOGS when set (CI), else a pytest temp dir.
+    Session-scoped, so it reads the variable before the per-test environment cleaning."""
+    logs = os.environ.get("ALERTANIM_TEST_LOGS")
+    path = Path(logs) / "browser" if logs else tmp_path_factory.mktemp("browser")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def chromium(tmp_path_factory) -> Callable[..., subprocess.CompletedProcess]:
+    assert os.access(CHROMIUM, os.X_OK), (
+        f"{CHROMIUM} is missing: apt-get install -y chromium (see .ci/run)")
+
+    def run(page: Path | str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        """Open `page` (a file, or a URL such as a worker's status page) with `args`."""
+        profile = tmp_path_factory.mktemp("chromium-profile")
+        target = page if isinstance(page, str) else page.resolve().as_uri()
+        return subprocess.run(
+            [str(CHROMIUM), *FLAGS, f"--user-data-dir={profile}", *args, target],
+            capture_output=True, text=True, timeout=timeout, check=True)
+    return run

@@ -1,9 +1,15 @@
 """deploy/ checked without a container engine: Kubernetes objects against the Kubernetes schemas
 (strict), the compose file through a spec-compliant Compose parser, KEDA objects against the
-rules the scaling relies on."""
+rules the scaling relies on, and both against the secure defaults (locked-down containers, a
+network policy, pinned images, no placeholder Secret, loopback-only ports, a bucket-scoped store
+user)."""
 
+import base64
+import copy
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -86,21 +92,46 @@ def test_topics_job_and_roles_cover_every_stage():
     assert by_kind("Job")[0]["spec"]["template"]["spec"]["containers"][0]["args"] == ["topics"]
 
 
+class MissingVariable(ValueError):
+    """What docker compose stops with when a ${VAR:?message} variable is unset or empty."""
+
+
 def interpolate(text: str, env: dict[str, str]) -> str:
-    """Compose's variable substitution: ${VAR}, ${VAR:-default}; $$ is a literal $."""
+    """Compose's variable substitution: ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error},
+    ${VAR?error}; $$ is a literal $."""
     def sub(m):
         if m.group(0) == "$$":
             return "$"
-        value = env.get(m.group(1))
-        return value if value else (m.group(3) or "")
-    return re.sub(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}", sub, text)
+        name, op, arg = m.group(1), m.group(2), m.group(3) or ""
+        value = env.get(name)
+        if op == ":-":
+            return value if value else arg
+        if op == "-":
+            return arg if value is None else value
+        if op == ":?" and not value or op == "?" and value is None:
+            raise MissingVariable(f"{name}: {arg}")
+        return value or ""
+    return re.sub(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}", sub, text)
+
+
+# What an operator exports before `docker compose up` (the file requires them).
+COMPOSE_ENV = {"MINIO_ROOT_PASSWORD": "root-password-0", "ALERTANIM_S3_ACCESS_KEY_ID": "worker-key",
+               "ALERTANIM_S3_SECRET_ACCESS_KEY": "worker-secret-0"}
+
+
+def compose_text() -> str:
+    return (DEPLOY / "compose.yaml").read_text()
+
+
+def load_compose(env: dict[str, str] | None = None) -> dict:
+    # As docker compose does: substitute variables, then YAML resolves anchors and merge keys.
+    return yaml.safe_load(interpolate(compose_text(), COMPOSE_ENV if env is None else env))
 
 
 def test_compose_file_follows_the_compose_spec():
     from compose_spec import PyCompose
 
-    # As docker compose does: substitute variables, then YAML resolves anchors and merge keys.
-    text = interpolate((DEPLOY / "compose.yaml").read_text(), {})
+    text = interpolate(compose_text(), COMPOSE_ENV)
     compose = PyCompose.from_json(json.dumps(yaml.safe_load(text)))
     compose.validate()
     services = compose.to_dict()["services"]
@@ -140,3 +171,516 @@ def test_the_validators_do_reject_mistakes():
     with pytest.raises(ValueError):
         PyCompose.from_json(json.dumps({"services": {"a": {"image": "x", "gpus": "lots",
                                                            "restart": "sometimes"}}}))
+
+
+# --- Secure defaults: Kubernetes ------------------------------------------------------------------
+#
+# Each check returns the problems it finds, so the same check runs on the committed manifests,
+# on kustomize's rendering of them, and on deliberately broken copies (which it must reject).
+
+POD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod"}
+WRITABLE_ENV = ("HOME", "TMPDIR", "XDG_CACHE_HOME", "HF_HOME", "TORCHINDUCTOR_CACHE_DIR",
+                "TRITON_CACHE_DIR")
+PLACEHOLDER = re.compile(r"change.?me|replace.?me|placeholder|example|dummy|todo|fixme|^x+$|"
+                         r"^<.*>$|^(secret|password|admin)$", re.I)
+K8S_COMMENTS = "\n".join(p.read_text() for p in sorted(K8S.glob("*.yaml")))
+
+
+def workloads(docs):
+    """(kind/name, pod spec, pod labels) of every object that runs pods."""
+    out = []
+    for doc in docs:
+        if doc["kind"] not in POD_KINDS:
+            continue
+        if doc["kind"] == "Pod":
+            template = doc
+        elif doc["kind"] == "CronJob":
+            template = doc["spec"]["jobTemplate"]["spec"]["template"]
+        else:
+            template = doc["spec"]["template"]
+        labels = (template.get("metadata") or {}).get("labels") or {}
+        out.append((f"{doc['kind']}/{doc['metadata']['name']}", template["spec"], labels))
+    return out
+
+
+def all_containers(spec):
+    return [*spec.get("initContainers", []), *spec["containers"]]
+
+
+def pod_security_problems(docs) -> list[str]:
+    problems = []
+    for name, spec, _ in workloads(docs):
+        pod_sc = spec.get("securityContext") or {}
+        if spec.get("automountServiceAccountToken") is not False:
+            problems.append(f"{name}: automountServiceAccountToken is not false")
+        if (pod_sc.get("seccompProfile") or {}).get("type") != "RuntimeDefault":
+            problems.append(f"{name}: pod seccompProfile is not RuntimeDefault")
+        if spec.get("hostNetwork") or spec.get("hostPID") or spec.get("hostIPC"):
+            problems.append(f"{name}: shares a host namespace")
+        for c in all_containers(spec):
+            where = f"{name}/{c['name']}"
+            sc = c.get("securityContext") or {}
+            if sc.get("allowPrivilegeEscalation") is not False:
+                problems.append(f"{where}: allowPrivilegeEscalation is not false")
+            if sc.get("readOnlyRootFilesystem") is not True:
+                problems.append(f"{where}: readOnlyRootFilesystem is not true")
+            caps = sc.get("capabilities") or {}
+            if "ALL" not in (caps.get("drop") or []) or caps.get("add"):
+                problems.append(f"{where}: capabilities are not drop [ALL]")
+            if sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is not True:
+                problems.append(f"{where}: runAsNonRoot is not true")
+            if sc.get("runAsUser", pod_sc.get("runAsUser")) == 0 or sc.get("privileged"):
+                problems.append(f"{where}: runs as root or privileged")
+            if (sc.get("seccompProfile") or {}).get("type") not in (None, "RuntimeDefault"):
+                problems.append(f"{where}: overrides the pod's seccomp profile")
+    return problems
+
+
+def under(path: str, roots) -> bool:
+    return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
+
+
+def writable_dir_problems(docs) -> list[str]:
+    """A read-only root filesystem needs /tmp, the working directory and every cache directory the
+    settings point at on a writable emptyDir."""
+    configmaps = {d["metadata"]["name"]: d.get("data") or {}
+                  for d in docs if d["kind"] == "ConfigMap"}
+    problems = []
+    for name, spec, _ in workloads(docs):
+        empty_dirs = {v["name"] for v in spec.get("volumes", []) if "emptyDir" in v}
+        for c in all_containers(spec):
+            where = f"{name}/{c['name']}"
+            writable = [m["mountPath"] for m in c.get("volumeMounts", [])
+                        if m["name"] in empty_dirs and not m.get("readOnly")]
+            env = {}
+            for source in c.get("envFrom", []):
+                if "configMapRef" in source:
+                    env.update(configmaps.get(source["configMapRef"]["name"], {}))
+            env.update({e["name"]: e["value"] for e in c.get("env", []) if "value" in e})
+            if "/tmp" not in writable:
+                problems.append(f"{where}: no writable emptyDir at /tmp")
+            for var in WRITABLE_ENV:
+                if var not in env:
+                    problems.append(f"{where}: {var} is not set")
+                elif not under(env[var], writable):
+                    problems.append(f"{where}: {var}={env[var]} is not on a writable emptyDir")
+            workdir = c.get("workingDir")
+            if not workdir or not under(workdir, writable):
+                problems.append(f"{where}: working directory {workdir} is not writable")
+    return problems
+
+
+def selects(policy, labels) -> bool:
+    selector = policy["spec"].get("podSelector") or {}
+    if selector.get("matchExpressions"):
+        return False  # not used here; a policy that needs them is not counted
+    return all(labels.get(k) == v for k, v in (selector.get("matchLabels") or {}).items())
+
+
+def port_of(url: str, default: int) -> int:
+    m = re.search(r":(\d+)(?:/|$)", url.split("://", 1)[-1])
+    return int(m.group(1)) if m else default
+
+
+def network_policy_problems(docs) -> list[str]:
+    policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    settings = next((d["data"] for d in docs if d["kind"] == "ConfigMap"), {})
+    problems = []
+    if not any(not (p["spec"].get("podSelector") or {})
+               and "Ingress" in p["spec"].get("policyTypes", [])
+               and not p["spec"].get("ingress") for p in policies):
+        problems.append("no default-deny ingress policy for the namespace")
+    for name, _, labels in workloads(docs):
+        mine = [p for p in policies if selects(p, labels) and p["spec"].get("podSelector")]
+        if not any("Egress" in p["spec"].get("policyTypes", []) for p in mine):
+            problems.append(f"{name}: no policy limits its egress")
+        if not any("Ingress" in p["spec"].get("policyTypes", []) for p in mine):
+            problems.append(f"{name}: no policy covers its ingress")
+    egress_ports = set()
+    for p in policies:
+        pname = p["metadata"]["name"]
+        for rule in p["spec"].get("ingress", []):
+            ports = rule.get("ports") or []
+            if not ports or any(port.get("port") not in (6066, "web") for port in ports):
+                problems.append(f"{pname}: ingress allowed on ports other than 6066")
+            peers = rule.get("from") or []
+            if not peers:
+                problems.append(f"{pname}: ingress from anywhere")
+            for peer in peers:
+                if "ipBlock" in peer or ("namespaceSelector" in peer and
+                                         not (peer.get("podSelector") or {}).get("matchLabels")):
+                    problems.append(f"{pname}: ingress from outside the namespace's pods "
+                                    f"and the monitoring pods: {peer}")
+        for rule in p["spec"].get("egress", []):
+            ports = rule.get("ports") or []
+            if not ports or not rule.get("to"):
+                problems.append(f"{pname}: egress to any port or any destination")
+            egress_ports |= {port.get("port") for port in ports}
+    needed = {53}
+    if settings.get("ALERTANIM_BROKER"):
+        needed |= {port_of(b, 9092) for b in settings["ALERTANIM_BROKER"].split(";")}
+    if settings.get("ALERTANIM_S3_ENDPOINT_URL"):
+        url = settings["ALERTANIM_S3_ENDPOINT_URL"]
+        needed.add(port_of(url, 443 if url.startswith("https") else 80))
+    if policies and needed - egress_ports:
+        problems.append(f"egress does not reach DNS, Kafka and S3: ports {needed - egress_ports}")
+    return problems
+
+
+def resolve_image(image: str, kust_images) -> str:
+    """The image kustomize's `images:` transformer writes for a container's image."""
+    name = re.split(r"@|:(?=[^/]*$)", image)[0]
+    for entry in kust_images or []:
+        if entry["name"] == name:
+            new = entry.get("newName", name)
+            if entry.get("digest"):
+                return f"{new}@{entry['digest']}"
+            if "newTag" in entry:
+                return f"{new}:{entry['newTag']}"
+            return new + image[len(name):]
+    return image
+
+
+def image_problems(images) -> list[str]:
+    problems = []
+    for image in images:
+        if "@sha256:" in image:
+            continue
+        last = image.rsplit("/", 1)[-1]
+        tag = last.split(":", 1)[1] if ":" in last else ""
+        if not tag or tag == "latest":
+            problems.append(f"image {image} is not pinned to a version tag or digest")
+    return problems
+
+
+def container_images(docs, kust_images=None):
+    return [resolve_image(c["image"], kust_images) for _, spec, _ in workloads(docs)
+            for c in all_containers(spec)]
+
+
+def secret_problems(docs, kust) -> list[str]:
+    problems = []
+    for doc in docs:
+        if doc["kind"] != "Secret":
+            continue
+        values = dict(doc.get("stringData") or {})
+        for key, value in (doc.get("data") or {}).items():
+            values[key] = base64.b64decode(value).decode(errors="replace")
+        for key, value in values.items():
+            if not str(value).strip() or PLACEHOLDER.search(str(value)):
+                problems.append(f"Secret/{doc['metadata']['name']}: {key} holds a placeholder")
+    for gen in kust.get("secretGenerator", []):
+        if gen.get("literals"):
+            problems.append(f"secretGenerator {gen['name']}: literal values are committed")
+    return problems
+
+
+def test_every_container_is_locked_down():
+    _, docs = kustomize_docs()
+    assert len(workloads(docs)) >= 5
+    assert pod_security_problems(docs) == []
+
+
+def test_read_only_root_filesystem_leaves_tmp_and_the_caches_writable():
+    _, docs = kustomize_docs()
+    assert writable_dir_problems(docs) == []
+
+
+def test_pods_use_their_own_service_account_without_a_token():
+    _, docs = kustomize_docs()
+    accounts = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ServiceAccount"}
+    for name, spec, _ in workloads(docs):
+        account = accounts.get(spec.get("serviceAccountName"))
+        assert account is not None, f"{name} runs as the namespace's default ServiceAccount"
+        assert account["automountServiceAccountToken"] is False
+    assert not [d for d in docs if d["kind"] in {"RoleBinding", "ClusterRoleBinding"}]
+
+
+def test_namespace_enforces_the_restricted_pod_security_standard():
+    [ns] = by_kind("Namespace")
+    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def test_network_policy_denies_ingress_and_covers_every_pod():
+    _, docs = kustomize_docs()
+    assert network_policy_problems(docs) == []
+    assert len(by_kind("NetworkPolicy")) >= 2
+
+
+def test_images_are_pinned():
+    kust, docs = kustomize_docs()
+    images = container_images(docs, kust.get("images"))
+    assert images and image_problems(images) == []
+    assert {i.rsplit(":", 1)[0] for i in images} == {"alertanim"}
+
+
+def test_no_placeholder_secret_is_applied_and_the_referenced_one_is_documented():
+    kust, docs = kustomize_docs()
+    assert secret_problems(docs, kust) == []
+    defined = {d["metadata"]["name"] for d in docs if d["kind"] == "Secret"}
+    defined |= {g["name"] for g in kust.get("secretGenerator", [])}
+    referenced = set()
+    for _, spec, _ in workloads(docs):
+        for c in all_containers(spec):
+            referenced |= {s["secretRef"]["name"] for s in c.get("envFrom", []) if "secretRef" in s}
+            referenced |= {e["valueFrom"]["secretKeyRef"]["name"] for e in c.get("env", [])
+                           if "secretKeyRef" in e.get("valueFrom", {})}
+    assert referenced, "the workers read the object-store keys from a Secret"
+    for name in referenced - defined:
+        assert re.search(rf"create secret generic {re.escape(name)}\b", K8S_COMMENTS), \
+            f"the Secret {name} is neither in the kustomization nor documented for the operator"
+
+
+def kustomize_command():
+    if shutil.which("kustomize"):
+        return ["kustomize", "build", str(K8S)]
+    if shutil.which("kubectl"):
+        return ["kubectl", "kustomize", str(K8S)]
+    return None
+
+
+def test_the_kustomize_rendering_is_secure():
+    command = kustomize_command()
+    if command is None:
+        pytest.skip("neither kustomize nor kubectl is installed")
+    out = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True).stdout
+    docs = [d for d in yaml.safe_load_all(out) if d]
+    assert {d["kind"] for d in docs} >= {"Deployment", "Job", "NetworkPolicy", "ServiceAccount"}
+    assert pod_security_problems(docs) == []
+    assert writable_dir_problems(docs) == []
+    assert network_policy_problems(docs) == []
+    assert image_problems(container_images(docs)) == []
+    assert secret_problems(docs, {}) == []
+    assert all(d["metadata"].get("namespace") == "alertanim"
+               for d in docs if d["kind"] != "Namespace")
+
+
+# --- Secure defaults: compose ---------------------------------------------------------------------
+
+def port_problems(compose) -> list[str]:
+    problems = []
+    for name, service in compose["services"].items():
+        if service.get("network_mode") == "host":
+            problems.append(f"{name}: host network")
+        for port in service.get("ports", []):
+            if isinstance(port, dict):
+                ok = port.get("host_ip") == "127.0.0.1" and "published" in port
+            else:
+                ok = str(port).startswith("127.0.0.1:") and str(port).count(":") == 2
+            if not ok:
+                problems.append(f"{name}: port {port} is not bound to 127.0.0.1")
+    return problems
+
+
+def compose_image_problems(compose) -> list[str]:
+    return image_problems([s["image"] for s in compose["services"].values()]) + [
+        f"{n}: no image" for n, s in compose["services"].items() if "image" not in s]
+
+
+def root_password_problems(raw) -> list[str]:
+    """raw: the compose file before substitution. Every MINIO_ROOT_PASSWORD is required (:?)."""
+    problems = []
+    for name, service in raw["services"].items():
+        env = service.get("environment") or {}
+        value = env.get("MINIO_ROOT_PASSWORD") if isinstance(env, dict) else None
+        if value is not None and not re.fullmatch(r"\$\{MINIO_ROOT_PASSWORD:\?[^}]+\}", str(value)):
+            problems.append(f"{name}: MINIO_ROOT_PASSWORD is {value!r}, not required")
+    minio_env = raw["services"].get("minio", {}).get("environment") or {}
+    if "MINIO_ROOT_PASSWORD" not in minio_env:
+        problems.append("minio: no MINIO_ROOT_PASSWORD")
+    return problems
+
+
+def worker_credential_problems(raw, compose) -> list[str]:
+    """The services that use the store hold the init service's scoped user, never MinIO's root."""
+    problems = []
+    root = compose["services"]["minio"]["environment"]
+    init_env = compose["services"]["minio-init"]["environment"]
+    users = [n for n, s in compose["services"].items()
+             if "ALERTANIM_S3_ACCESS_KEY_ID" in (s.get("environment") or {})
+             or s.get("environment", {}).get("ALERTANIM_STORE") == "s3"]
+    if not users:
+        problems.append("no service uses the object store")
+    for name in users:
+        env = compose["services"][name]["environment"]
+        raw_env = raw["services"][name]["environment"]
+        for var, scoped, root_var in (
+                ("ALERTANIM_S3_ACCESS_KEY_ID", "S3_ACCESS_KEY_ID", "MINIO_ROOT_USER"),
+                ("ALERTANIM_S3_SECRET_ACCESS_KEY", "S3_SECRET_ACCESS_KEY", "MINIO_ROOT_PASSWORD")):
+            if "MINIO_ROOT" in str(raw_env.get(var)):
+                problems.append(f"{name}: {var} comes from MinIO's root credentials")
+            if not re.fullmatch(r"\$\{[A-Z0-9_]+:\?[^}]+\}", str(raw_env.get(var))):
+                problems.append(f"{name}: {var} has a default or is not from the environment")
+            if env.get(var) != init_env.get(scoped) or env.get(var) == root.get(root_var):
+                problems.append(f"{name}: {var} is not the scoped user's")
+        depends = compose["services"][name].get("depends_on") or {}
+        condition = (depends.get("minio-init") or {}).get("condition")
+        if condition != "service_completed_successfully":
+            problems.append(f"{name}: does not wait for minio-init to complete")
+    return problems
+
+
+BUCKET_ACTIONS = {"s3:GetBucketLocation", "s3:ListBucket"}
+OBJECT_ACTIONS = {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"}
+
+
+def init_problems(compose) -> list[str]:
+    problems = []
+    init = compose["services"].get("minio-init")
+    if init is None:
+        return ["no minio-init service"]
+    if not re.fullmatch(r"minio/mc:RELEASE\.[0-9TZ-]+", init["image"]):
+        problems.append(f"minio-init: image {init['image']} is not a pinned minio/mc release")
+    command = init.get("command") or []
+    script = " ".join(command) if isinstance(command, list) else str(command)
+    for step in ("mc mb", "mc anonymous set none", "mc admin policy create", "mc admin user add",
+                 "mc admin policy attach"):
+        if step not in script:
+            problems.append(f"minio-init: does not run `{step}`")
+    if re.search(r"anonymous set (public|download|upload)|policy set (public|download)", script):
+        problems.append("minio-init: makes the bucket public")
+    env = init["environment"]
+    if env.get("S3_ACCESS_KEY_ID") in (None, "", env.get("MINIO_ROOT_USER")):
+        problems.append("minio-init: the scoped user is missing or is root")
+    bucket = env.get("BUCKET")
+    workers = [s for s in compose["services"].values()
+               if "ALERTANIM_S3_BUCKET" in (s.get("environment") or {})]
+    if not workers or any(s["environment"]["ALERTANIM_S3_BUCKET"] != bucket for s in workers):
+        problems.append("minio-init: its bucket is not the workers' bucket")
+    try:
+        policy = json.loads(env["BUCKET_POLICY"])
+    except (KeyError, ValueError):
+        return problems + ["minio-init: no JSON BUCKET_POLICY"]
+    granted = set()
+    for st in policy["Statement"]:
+        actions, resources = set(st["Action"]), set(st["Resource"])
+        if st.get("Effect") != "Allow":
+            continue
+        granted |= actions
+        if extra := actions - BUCKET_ACTIONS - OBJECT_ACTIONS:
+            problems.append(f"minio-init: the policy grants {sorted(extra)}")
+        if actions & BUCKET_ACTIONS and resources != {f"arn:aws:s3:::{bucket}"}:
+            problems.append(f"minio-init: bucket actions on {sorted(resources)}")
+        if actions & OBJECT_ACTIONS and resources != {f"arn:aws:s3:::{bucket}/*"}:
+            problems.append(f"minio-init: object actions on {sorted(resources)}")
+    if granted != BUCKET_ACTIONS | OBJECT_ACTIONS:
+        problems.append(f"minio-init: the policy grants {sorted(granted)}")
+    return problems
+
+
+def test_compose_publishes_ports_on_loopback_only():
+    compose = load_compose()
+    assert any(s.get("ports") for s in compose["services"].values())
+    assert port_problems(compose) == []
+
+
+def test_compose_images_are_pinned():
+    assert compose_image_problems(load_compose()) == []
+
+
+def test_compose_requires_the_minio_root_password():
+    raw = yaml.safe_load(compose_text())
+    assert root_password_problems(raw) == []
+    env = {k: v for k, v in COMPOSE_ENV.items() if k != "MINIO_ROOT_PASSWORD"}
+    with pytest.raises(MissingVariable, match="MINIO_ROOT_PASSWORD"):
+        load_compose(env)
+
+
+def test_compose_workers_use_the_scoped_user_not_root():
+    raw = yaml.safe_load(compose_text())
+    compose = load_compose()
+    assert worker_credential_problems(raw, compose) == []
+    for var in ("ALERTANIM_S3_ACCESS_KEY_ID", "ALERTANIM_S3_SECRET_ACCESS_KEY"):
+        with pytest.raises(MissingVariable, match=var):
+            load_compose({k: v for k, v in COMPOSE_ENV.items() if k != var})
+
+
+def test_compose_init_creates_a_private_bucket_and_a_scoped_user():
+    assert init_problems(load_compose()) == []
+
+
+# --- The checks above do fail --------------------------------------------------------------------
+
+def test_the_security_checks_reject_insecure_manifests():
+    kust, docs = kustomize_docs()
+
+    def broken(mutate):
+        copy_ = copy.deepcopy(docs)
+        mutate(copy_)
+        return copy_
+
+    def first_container(ds):
+        deployment = next(d for d in ds if d["kind"] == "Deployment")
+        return deployment["spec"]["template"]["spec"]["containers"][0]
+
+    def first_pod(ds):
+        return next(d for d in ds if d["kind"] == "Job")["spec"]["template"]["spec"]
+
+    assert pod_security_problems(broken(lambda ds: first_container(ds)["securityContext"].pop(
+        "readOnlyRootFilesystem")))
+    assert pod_security_problems(broken(lambda ds: first_container(ds)["securityContext"].update(
+        allowPrivilegeEscalation=True)))
+    assert pod_security_problems(broken(lambda ds: first_container(ds)["securityContext"].update(
+        capabilities={"drop": ["NET_RAW"]})))
+    assert pod_security_problems(broken(lambda ds: first_pod(ds)["securityContext"].pop(
+        "seccompProfile")))
+    assert pod_security_problems(broken(lambda ds: first_pod(ds).pop(
+        "automountServiceAccountToken")))
+    assert writable_dir_problems(broken(lambda ds: first_container(ds).update(volumeMounts=[])))
+    assert writable_dir_problems(broken(lambda ds: next(d for d in ds if d["kind"] == "ConfigMap")[
+        "data"].update(HF_HOME="/opt/hf")))
+    assert network_policy_problems([d for d in docs if d["kind"] != "NetworkPolicy"])
+    def workers_policy(ds):
+        return next(d for d in ds if d["metadata"]["name"] == "alertanim-workers")["spec"]
+
+    assert network_policy_problems(broken(lambda ds: workers_policy(ds)["ingress"][0].update(
+        ports=[{"protocol": "TCP", "port": 22}])))
+    assert network_policy_problems(broken(lambda ds: workers_policy(ds)["egress"].append({})))
+    assert network_policy_problems(broken(lambda ds: workers_policy(ds)["podSelector"].update(
+        matchLabels={"app.kubernetes.io/name": "something-else"})))
+    assert image_problems(container_images(docs))  # unpinned without the kustomization's images:
+    assert image_problems(["alertanim"]) and image_problems(["alertanim:latest"])
+    assert image_problems(container_images(docs, [{"name": "alertanim", "newTag": "latest"}]))
+    assert not image_problems(["registry:5000/alertanim:0.1.0", "alertanim@sha256:" + "0" * 64])
+    placeholder = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "alertanim-secrets"},
+                   "stringData": {"ALERTANIM_S3_ACCESS_KEY_ID": "change-me"}}
+    assert secret_problems([*docs, placeholder], kust)
+    encoded = {**placeholder, "stringData": None,
+               "data": {"KEY": base64.b64encode(b"changeme").decode()}}
+    assert secret_problems([*docs, encoded], kust)
+    assert secret_problems(docs, {"secretGenerator": [{"name": "s", "literals": ["K=v"]}]})
+
+
+def test_the_security_checks_reject_an_insecure_compose_file():
+    raw = yaml.safe_load(compose_text())
+    compose = load_compose()
+
+    def broken(doc, mutate):
+        copy_ = copy.deepcopy(doc)
+        mutate(copy_["services"])
+        return copy_
+
+    assert port_problems(broken(compose, lambda s: s["kafka"].update(ports=["9092:9092"])))
+    assert port_problems(broken(compose, lambda s: s["minio"].update(ports=["0.0.0.0:9001:9001"])))
+    assert port_problems(broken(compose, lambda s: s["minio"].update(ports=["9001"])))
+    assert compose_image_problems(broken(compose, lambda s: s["minio"].update(
+        image="minio/minio:latest")))
+    assert compose_image_problems(broken(compose, lambda s: s["minio-init"].update(
+        image="minio/mc")))
+    assert root_password_problems(broken(raw, lambda s: s["minio"]["environment"].update(
+        MINIO_ROOT_PASSWORD="${MINIO_ROOT_PASSWORD:-alertanim-secret}")))
+    # The workers given MinIO's root credentials, as an operator might be tempted to.
+    scoped = ("ALERTANIM_S3_ACCESS_KEY_ID: "
+              "${ALERTANIM_S3_ACCESS_KEY_ID:?set ALERTANIM_S3_ACCESS_KEY_ID}")
+    assert compose_text().count(scoped) == 1
+    text = compose_text().replace(scoped, "ALERTANIM_S3_ACCESS_KEY_ID: ${MINIO_ROOT_USER:-admin}")
+    assert worker_credential_problems(yaml.safe_load(text),
+                                      yaml.safe_load(interpolate(text, COMPOSE_ENV)))
+    assert worker_credential_problems(raw, broken(compose, lambda s: s["ingest"]["depends_on"].pop(
+        "minio-init")))
+    assert init_problems(broken(compose, lambda s: s["minio-init"]["environment"].update(
+        BUCKET_POLICY=json.dumps({"Statement": [{"Effect": "Allow", "Action": ["s3:*"],
+                                                 "Resource": ["arn:aws:s3:::*"]}]}))))
+    assert init_problems(broken(compose, lambda s: s["minio-init"].update(
+        command=[s["minio-init"]["command"][0].replace("set none", "set public")])))
+    assert init_problems(broken(compose, lambda s: s["minio-init"].update(image="minio/mc:latest")))
