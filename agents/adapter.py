@@ -15,7 +15,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import TypeAdapter
 
@@ -60,6 +60,13 @@ def _value(name: str, port: Port, artifact: Value, msg: StageMessage) -> Any:
     except ValueError as exc:
         raise InvalidMessage(f"{name!r} is not a {port.type}: {str(exc)[:300]}",
                              alert_id=msg.alert_id) from None
+
+
+class Stored(NamedTuple):
+    """A completion found in the store without the marker that its event went out: a worker
+    stopped between the two. The sender decides whether to send it again."""
+
+    ready: AnimationReady
 
 
 class Adapter:
@@ -134,18 +141,18 @@ class Adapter:
         return msg
 
     def run_stage(self, name: str, msgs: list[StageMessage]
-                  ) -> list[StageMessage | AnimationReady | None]:
+                  ) -> list[StageMessage | AnimationReady | Stored | None]:
         """Run stage `name` over `msgs` (one model call when the stage is batched)."""
         stage = self.stage(name)
         last = graph.NEXT[name] is None
-        results: list[StageMessage | AnimationReady | None] = [None] * len(msgs)
+        results: list[StageMessage | AnimationReady | Stored | None] = [None] * len(msgs)
         todo = []
         for i, msg in enumerate(msgs):
             if last and self.ledger.emitted(msg.alert_id, msg.run):
                 continue  # a redelivery after the event went out
             done = self.ledger.finished(msg.alert_id, msg.run) if last else None
             if done is not None:
-                results[i] = done  # stored, but the event may not have gone out: send it
+                results[i] = Stored(done)  # stored; the event may or may not have gone out
             else:
                 todo.append(i)
         if not todo:

@@ -15,7 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 import faust
 from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 
+from pipeline import graph
+
 from .adapter import Adapter
+from .emitter import Emitter
 from .host import ModelHost
 from .metrics import Metrics
 from .processing import StageProcessor
@@ -81,7 +84,10 @@ def create_app(settings: Settings, adapter: Adapter | None = None) -> faust.App:
         fut = await topics[name].send(key=key.encode() if key else None, value=value, force=True)
         await fut
 
-    processor = StageProcessor(settings, adapter, send, metrics, executor)
+    last = graph.NAMES[-1]
+    emitter = (Emitter(settings, settings.stage_topic(last))
+               if settings.transactions and last in stages else None)
+    processor = StageProcessor(settings, adapter, send, metrics, executor, emitter=emitter)
 
     def make_agent(stage: str):
         if batched(settings, stage):

@@ -18,7 +18,8 @@ from functools import partial
 from schemas import AnimationReady, FailureRecord, StageMessage
 from schemas.errors import AlertanimError, InvalidInput, SendRefused
 
-from .adapter import Adapter
+from .adapter import Adapter, Stored
+from .emitter import Emitter
 from .metrics import Metrics
 from .retry import async_retrying, is_transient
 from .topology import INGEST, uses_gpu
@@ -39,10 +40,14 @@ class Exhausted(Exception):
 
 class StageProcessor:
     def __init__(self, settings, adapter: Adapter, send: Send, metrics: Metrics | None = None,
-                 executor: Executor | None = None, cpu_executor: Executor | None = None):
+                 executor: Executor | None = None, cpu_executor: Executor | None = None,
+                 emitter: Emitter | None = None):
         self.settings = settings
         self.adapter = adapter
         self.send = send
+        # With an emitter, the last stage's completions leave in a Kafka transaction with the
+        # input offset (agents/emitter.py); without one, by plain acknowledged sends.
+        self.emitter = emitter
         self.metrics = metrics or Metrics()
         # One thread owns the GPU; the CPU stages (ingest, subject, animate) and the completion
         # markers run beside it, so one alert's GIF encodes while the next one denoises.
@@ -103,17 +108,20 @@ class StageProcessor:
         try:
             if stage == INGEST:
                 for raw, source in zip(raws, sources):
-                    await self._one(stage, raw, partial(self.adapter.ingest, raw, source))
+                    await self._one(stage, raw, partial(self.adapter.ingest, raw, source),
+                                    source)
                 return
-            msgs, kept = [], []
-            for raw in raws:
+            msgs, kept, kept_sources = [], [], []
+            for raw, source in zip(raws, sources):
                 try:
                     msgs.append(self.adapter.decode(stage, raw))
                     kept.append(raw)
+                    kept_sources.append(source)
                 except AlertanimError as exc:
                     await self.fail(stage, raw, exc, 1, exc.alert_id)
             if len(msgs) == 1:
-                await self._one(stage, kept[0], partial(self.adapter.run_stage, stage, msgs))
+                await self._one(stage, kept[0], partial(self.adapter.run_stage, stage, msgs),
+                                kept_sources[0])
             elif msgs:
                 await self._batch(stage, msgs, kept)
         except Exception as exc:  # noqa: BLE001 - last line of defence: record, never drop
@@ -121,7 +129,7 @@ class StageProcessor:
             for raw in raws:
                 await self._fail_safely(stage, raw, exc)
 
-    async def _one(self, stage: str, raw: bytes, call) -> None:
+    async def _one(self, stage: str, raw: bytes, call, source: str = "") -> None:
         t0 = time.perf_counter()
         try:
             result = await self._retried(stage, call)
@@ -131,7 +139,7 @@ class StageProcessor:
                             getattr(exc, "alert_id", None) or _alert_id(raw))
             return
         for one in (result if isinstance(result, list) else [result]):
-            await self._emit(stage, raw, one, time.perf_counter() - t0)
+            await self._emit(stage, raw, one, time.perf_counter() - t0, source)
 
     async def _batch(self, stage: str, msgs: list[StageMessage], raws: list[bytes]) -> None:
         loop = asyncio.get_running_loop()
@@ -150,14 +158,26 @@ class StageProcessor:
         for raw, result in zip(raws, results):
             await self._emit(stage, raw, result, elapsed)
 
-    async def _emit(self, stage: str, raw: bytes, result, seconds: float) -> None:
+    async def _emit(self, stage: str, raw: bytes, result, seconds: float,
+                    source: str = "") -> None:
         self.metrics.seconds.labels(stage).observe(seconds)
         self.metrics.processed.labels(stage).inc()
         if result is None:
             self.metrics.duplicates.labels(stage).inc()
             return
         try:
-            if isinstance(result, AnimationReady):
+            where = _partition_offset(source) if self.emitter is not None else None
+            if isinstance(result, Stored) and where is not None:
+                if await self._already_out(stage, raw, where[0], result.ready):
+                    self.metrics.duplicates.labels(stage).inc()
+                    await self._record_emitted(result.ready)
+                    return
+            if isinstance(result, Stored):
+                result = result.ready
+            if isinstance(result, AnimationReady) and where is not None:
+                await self._emit_in_transaction(stage, raw, result, *where)
+                await self._record_emitted(result)
+            elif isinstance(result, AnimationReady):
                 await self._send(self.settings.topic_ready, result.alert_id, result.to_bytes())
                 await self._answer_cap(stage, raw, result)
                 await self._record_emitted(result)
@@ -166,6 +186,41 @@ class StageProcessor:
                                  result.to_bytes())
         except SendRefused as exc:
             await self.fail(stage, raw, exc, 1, result.alert_id)
+
+    async def _already_out(self, stage: str, raw: bytes, partition: int,
+                           ready: AnimationReady) -> bool:
+        try:
+            async for attempt in async_retrying(self.settings, retry_on=is_transient,
+                                                forever_if_transient=True):
+                with attempt:
+                    return await self.emitter.already_out(partition, ready.alert_id, ready.run)
+        except Exception as exc:  # noqa: BLE001 - unsure: sending again beats losing it
+            log.warning("cannot tell whether %s's event went out (%r); sending it",
+                        ready.alert_id, exc)
+        return False
+
+    async def _emit_in_transaction(self, stage: str, raw: bytes, ready: AnimationReady,
+                                   partition: int, offset: int) -> None:
+        """The event, its CAP answer and the input offset, in one transaction."""
+        records = [(self.settings.topic_ready, ready.alert_id, ready.to_bytes())]
+        if ready.cap is not None:
+            try:
+                update = await self._retried("cap", self.adapter.cap_answer, ready)
+                records.append((self.settings.topic_cap, ready.alert_id, update))
+            except Exhausted as gave_up:
+                await self.fail("cap", raw, gave_up.error, gave_up.attempts, ready.alert_id)
+
+        def on_retry(state):
+            log.warning("transaction for %s failed (attempt %d), retrying: %r", ready.alert_id,
+                        state.attempt_number, state.outcome.exception())
+        try:
+            async for attempt in async_retrying(self.settings, retry_on=is_transient,
+                                                forever_if_transient=True, on_retry=on_retry):
+                with attempt:
+                    await self.emitter.emit(partition, records, offset + 1)
+        except Exception as exc:  # noqa: BLE001 - every non-transient error is a refusal
+            raise SendRefused(f"the broker refused the completion of {ready.alert_id}: "
+                              f"{exc!r}") from exc
 
     async def _answer_cap(self, stage: str, raw: bytes, ready: AnimationReady) -> None:
         """An alert that came in as CAP is answered on the cap topic with a CAP Update carrying
@@ -240,6 +295,15 @@ class StageProcessor:
             await self.fail(stage, raw, exc, 1, _alert_id(raw))
         except Exception:  # noqa: BLE001
             log.exception("could not record a failure at %s", stage)
+
+
+def _partition_offset(source: str) -> tuple[int, int] | None:
+    """(partition, offset) of a "topic:partition:offset" source, or None."""
+    try:
+        _, partition, offset = source.rsplit(":", 2)
+        return int(partition), int(offset)
+    except ValueError:
+        return None
 
 
 def _alert_id(raw: bytes) -> str | None:

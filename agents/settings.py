@@ -52,6 +52,12 @@ class Settings(BaseSettings):
     # beginning of its payload. Stay under the broker's message.max.bytes (1 MiB by default).
     max_record_bytes: int = Field(default=1_000_000, ge=10_000)
 
+    # The last stage's completions (ready, its CAP answer) leave in a Kafka transaction with
+    # the input offset: consumers of `ready` that read with isolation.level=read_committed see
+    # each alert's event once (agents/emitter.py). Off: plain acknowledged sends.
+    transactions: bool = True
+    transaction_timeout_ms: int = Field(default=30_000, ge=1_000)
+
     # Worker
     stages: str = "all"  # comma-separated subset of ingest and the graph's stages, or "all"
     web_host: str = "0.0.0.0"

@@ -344,3 +344,56 @@ def test_a_compiling_worker_warms_up_before_it_counts_as_ready(tmp_path, monkeyp
                       parse_stages("all"))
     plain.models()
     assert len(calls) == 1  # no compilation, no warm-up
+
+
+class FakeEmitter:
+    """Records transactions; `out` answers whether an event is already on `ready`."""
+
+    def __init__(self, out: bool):
+        self.out, self.transactions, self.asked = out, [], []
+
+    async def emit(self, partition, records, next_offset):
+        self.transactions.append((partition, [t for t, _, _ in records], next_offset))
+
+    async def already_out(self, partition, alert_id, run):
+        self.asked.append((partition, alert_id))
+        return self.out
+
+
+@pytest.mark.parametrize("out", [True, False])
+def test_a_stored_completion_without_its_marker_is_sent_only_if_not_already_out(tmp_path, out):
+    from agents.adapter import Stored
+    from pipeline import graph
+    from schemas import AnimationReady
+    from .test_cap_flow import drive
+
+    proc, sent = make(tmp_path)
+    [(_, _, value)] = [s for s in drive(proc, sent, json.dumps(
+        {"id": "tx1", "text": "fire"}).encode()) if s[0] == "ready"]
+    ready = AnimationReady.from_bytes(value)
+    proc.emitter = FakeEmitter(out)
+    last = graph.NAMES[-1]
+    # a worker stopped between storing the completion and marking it sent; the input comes again
+    asyncio.run(proc._emit(last, b"{}", Stored(ready), 0.1, f"alertanim.stage.{last}:3:41"))
+    assert proc.emitter.asked == [(3, "tx1")]
+    assert proc.emitter.transactions == ([] if out else [(3, ["ready"], 42)])
+    assert proc.adapter.ledger.emitted("tx1", ready.run)  # either way it is marked now
+
+
+def test_a_fresh_completion_leaves_in_one_transaction_with_its_offset(tmp_path):
+    from pipeline import graph
+    from .test_cap_flow import drive, read
+
+    proc, sent = make(tmp_path)
+    proc.emitter = FakeEmitter(out=False)
+    last = graph.NAMES[-1]
+    start = len(sent)
+    asyncio.run(proc.process("ingest", read("ipaws_evacuation_multilingual.xml"), "alerts:0:0"))
+    for stage in graph.NAMES:
+        for topic, _, value in list(sent[start:]):
+            if topic == proc.settings.stage_topic(stage):
+                asyncio.run(proc.process(stage, value, f"{topic}:1:7"))
+    # the event and its CAP answer in one transaction with the next offset; nothing sent plain
+    assert proc.emitter.transactions == [(1, ["ready", "cap"], 8)]
+    assert proc.emitter.asked == []
+    assert not [t for t, _, _ in sent if t in ("ready", "cap")]

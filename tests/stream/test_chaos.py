@@ -1,0 +1,20 @@
+"""Workers SIGKILLed at random moments while alerts flow: nothing lost, nothing doubled, as a
+consumer reading `ready` with isolation.level=read_committed sees it. (The long version, with
+200 alerts, is `python -m tests.bench.bench_chaos`.)"""
+
+import json
+
+from tests.bench.bench_chaos import HOSTILE, run
+
+
+def test_five_kills_across_forty_alerts_lose_and_double_nothing(pipeline_factory):
+    figures = run(pipeline_factory(), alerts=40, kills=5, seed=7)
+    print(json.dumps(figures, indent=1))
+    assert figures["kills"] == 5
+    assert figures["lost"] == [] and figures["completed"] == 40
+    assert figures["duplicated"] == {}
+    assert figures["failed_good_alerts"] == []
+    # every hostile input ended as a failure record with its reason
+    reasons = figures["failure_records_by_reason"]
+    assert sum(reasons.values()) >= len(HOSTILE)
+    assert {"not_utf8", "not_json", "empty_text"} <= set(reasons)
