@@ -27,7 +27,8 @@ from pipeline.report import render_report
 from pipeline.stage import Context, Kind, Port, Stage
 from pipeline.subject import alt_text
 from pipeline.workflow import AlertRun
-from schemas import (Alert, AnimationReady, CapAlert, CapResource, ImageRefs, InvalidMessage,
+from schemas import (Alert, AnimationReady, CapAlert, CapResource, ImageRefs, InvalidAlert,
+                     InvalidMessage,
                      NotAnimated, Quality, Rendition, Report, StageMessage, Value, cap_alert_id,
                      cap_update, is_cap, parse_alert, parse_cap)
 from schemas.cap import alert_to_animate
@@ -82,7 +83,11 @@ class Adapter:
         self._io = ThreadPoolExecutor(settings.io_threads, thread_name_prefix="alertanim-io")
 
     # -- the entry ---------------------------------------------------------------------------
-    def ingest(self, raw: bytes, source: str = "") -> StageMessage | AnimationReady | None:
+    def ingest(self, raw: bytes, source: str = "", key: bytes | None = None
+               ) -> StageMessage | AnimationReady | None:
+        """`key` is the Kafka record's key (b"" when it had none); None when the alert did not
+        come from Kafka. From Kafka, the key must be the alert's id: the partition it picks is
+        the one every copy of the alert, and every stage of it, goes through."""
         t0 = time.perf_counter()
         cap = None
         if is_cap(raw):
@@ -91,6 +96,9 @@ class Adapter:
             alert = parse_alert(raw, self.settings.max_text_chars)
             if alert.cap is not None:  # only a CAP document itself names a CAP origin
                 alert = alert.model_copy(update={"cap": None})
+        if key is not None and key != alert.id.encode():
+            raise InvalidAlert("key_mismatch", f"the record's key {key[:140]!r} is not the "
+                               f"alert's id {alert.id!r}", alert.id)
         if alert.cap is not None and self.ledger.cancelled(alert.id):
             raise NotAnimated("cancelled", "a CAP Cancel named this alert before it arrived",
                               alert.id)

@@ -101,7 +101,8 @@ def create_app(settings: Settings, adapter: Adapter | None = None) -> faust.App:
                 async for event in stream.events():
                     m = event.message
                     await processor.process(stage, event.value,
-                                            f"{m.topic}:{m.partition}:{m.offset}")
+                                            f"{m.topic}:{m.partition}:{m.offset}",
+                                            m.key or b"")
         agent.__name__ = agent.__qualname__ = f"stage_{stage}"
         return app.agent(topics[source_topic(settings, stage)], name=f"alertanim.{stage}",
                          concurrency=1)(agent)

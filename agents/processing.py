@@ -96,19 +96,22 @@ class StageProcessor:
             raise SendRefused(f"the broker refused a record for {topic}: {exc!r}") from exc
 
     # -- one message, several ----------------------------------------------------------------
-    async def process(self, stage: str, raw: bytes, source: str = "") -> None:
-        await self.process_many(stage, [raw], [source])
+    async def process(self, stage: str, raw: bytes, source: str = "",
+                      key: bytes | None = None) -> None:
+        await self.process_many(stage, [raw], [source], [key])
 
     async def process_many(self, stage: str, raws: list[bytes],
-                           sources: list[str] | None = None) -> None:
+                           sources: list[str] | None = None,
+                           keys: list[bytes | None] | None = None) -> None:
         """Messages of one stage; a batched stage runs them in one model call. A batch that
         fails is run again one message at a time, so one bad alert (or a batch too big for the
         GPU) costs only itself."""
         sources = sources or [""] * len(raws)
+        keys = keys or [None] * len(raws)
         try:
             if stage == INGEST:
-                for raw, source in zip(raws, sources):
-                    await self._one(stage, raw, partial(self.adapter.ingest, raw, source),
+                for raw, source, key in zip(raws, sources, keys):
+                    await self._one(stage, raw, partial(self.adapter.ingest, raw, source, key),
                                     source)
                 return
             msgs, kept, kept_sources = [], [], []

@@ -31,7 +31,8 @@ class InvalidInput(AlertanimError):
 
 class InvalidAlert(InvalidInput):
     """An `alerts` message refused: not_utf8, not_json, not_object, missing_field, empty_text,
-    text_too_long, invalid_field, unknown_schema_version, duplicate_id_conflict; and for CAP XML
+    text_too_long, invalid_field, unknown_schema_version, duplicate_id_conflict, key_mismatch;
+    and for CAP XML
     (schemas/cap.py): too_large, not_xml, xml_entities, xml_external_entity, xml_dtd, not_cap,
     unsupported_cap_version, invalid_cap, cap_msg_type."""
 
@@ -102,6 +103,8 @@ REASONS = {
     "invalid_field": "a field has the wrong type or an invalid value",
     "unknown_schema_version": "a schema_version this worker does not read",
     "duplicate_id_conflict": "an alert id reused for other content",
+    "key_mismatch": "a record whose Kafka key is not its alert's id (CAP: the id made from its "
+                    "sender, identifier and sent)",
     "too_large": "a CAP message longer than the byte limit, refused before it is parsed",
     "not_xml": "a CAP message that is not well-formed XML in its declared encoding",
     "xml_entities": "XML that declares entities (billion laughs, quadratic blowup): never expanded",

@@ -397,3 +397,18 @@ def test_a_fresh_completion_leaves_in_one_transaction_with_its_offset(tmp_path):
     assert proc.emitter.transactions == [(1, ["ready", "cap"], 8)]
     assert proc.emitter.asked == []
     assert not [t for t, _, _ in sent if t in ("ready", "cap")]
+
+
+@pytest.mark.parametrize("key, reason", [(b"k1", None), (b"other", "key_mismatch"),
+                                         (b"", "key_mismatch")])
+def test_the_kafka_key_must_be_the_alert_id(tmp_path, key, reason):
+    proc, sent = make(tmp_path)
+    asyncio.run(proc.process("ingest", json.dumps({"id": "k1", "text": "fire"}).encode(),
+                             "alerts:0:3", key))
+    [(topic, _, value)] = sent
+    if reason is None:
+        assert topic == "alertanim.stage.subject"
+    else:
+        record = FailureRecord.from_bytes(value)
+        assert topic == "failed" and record.reason == reason and record.alert_id == "k1"
+        assert not proc.adapter.store.exists(proc.adapter.ledger.alert_key("k1"))  # no claim
