@@ -61,8 +61,11 @@ async def consume(bootstrap: str, topic: str, group: str, outbox: Path, budget: 
                   count: int | None, timeout: float | None) -> int:
     from aiokafka import AIOKafkaConsumer
 
+    # read_committed: events of a transaction the worker aborted (it was killed, or fenced by
+    # the worker that took its partition over) are never seen, so no alert is sent twice.
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group,
-                                enable_auto_commit=False, auto_offset_reset="earliest")
+                                enable_auto_commit=False, auto_offset_reset="earliest",
+                                isolation_level="read_committed")
     await consumer.start()
     handled, deadline = 0, time.monotonic() + timeout if timeout else None
     try:
