@@ -85,7 +85,7 @@ def create_app(settings: Settings, adapter: Adapter | None = None) -> faust.App:
         await fut
 
     last = graph.NAMES[-1]
-    emitter = (Emitter(settings, settings.stage_topic(last))
+    emitter = (Emitter(settings, last)
                if settings.transactions and last in stages else None)
     processor = StageProcessor(settings, adapter, send, metrics, executor, emitter=emitter)
 

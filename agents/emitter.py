@@ -28,9 +28,10 @@ TAIL = 64  # records read back per partition of `ready` when a completion may al
 
 
 class Emitter:
-    def __init__(self, settings, source_topic: str):
+    def __init__(self, settings, stage: str):
         self.settings = settings
-        self.source_topic = source_topic  # the last stage's topic, whose offsets commit here
+        self.stage = stage  # the last stage: its input offsets commit with its completions
+        self.source_topic = settings.stage_topic(stage)
         self._producers: dict[int, object] = {}
         self._locks: dict[int, asyncio.Lock] = {}
 

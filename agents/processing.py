@@ -169,7 +169,10 @@ class StageProcessor:
             self.metrics.duplicates.labels(stage).inc()
             return
         try:
-            where = _partition_offset(source) if self.emitter is not None else None
+            # Only the last stage's own input offset commits with its completion; a stored
+            # result that ingest sends again for a re-published alert goes out plainly.
+            where = (_partition_offset(source)
+                     if self.emitter is not None and stage == self.emitter.stage else None)
             if isinstance(result, Stored) and where is not None:
                 if await self._already_out(stage, raw, where[0], result.ready):
                     self.metrics.duplicates.labels(stage).inc()

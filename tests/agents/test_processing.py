@@ -350,6 +350,9 @@ class FakeEmitter:
     """Records transactions; `out` answers whether an event is already on `ready`."""
 
     def __init__(self, out: bool):
+        from pipeline import graph
+
+        self.stage = graph.NAMES[-1]
         self.out, self.transactions, self.asked = out, [], []
 
     async def emit(self, partition, records, next_offset):
@@ -412,3 +415,15 @@ def test_the_kafka_key_must_be_the_alert_id(tmp_path, key, reason):
         record = FailureRecord.from_bytes(value)
         assert topic == "failed" and record.reason == reason and record.alert_id == "k1"
         assert not proc.adapter.store.exists(proc.adapter.ledger.alert_key("k1"))  # no claim
+
+
+def test_a_re_published_alert_resent_by_ingest_does_not_commit_the_last_stages_offset(tmp_path):
+    from .test_cap_flow import drive
+
+    proc, sent = make(tmp_path)
+    raw = json.dumps({"id": "tx2", "text": "flood"}).encode()
+    drive(proc, sent, raw, "alerts:2:5")
+    proc.emitter = FakeEmitter(out=False)
+    out = drive(proc, sent, raw, "alerts:2:9")  # the same alert published again
+    assert [t for t, _, _ in out] == ["ready"]  # the stored result, sent plainly
+    assert proc.emitter.transactions == []
