@@ -201,9 +201,9 @@ async def _follow_once(board: Board, settings, on_lag, lag_every_s: float) -> No
     consumer = AIOKafkaConsumer(**kw, group_id=None, enable_auto_commit=False,
                                 isolation_level="read_committed")
     admin = AIOKafkaAdminClient(**kw)
-    await consumer.start()
-    await admin.start()
     try:
+        await consumer.start()
+        await admin.start()
         followed = [settings.topic_ready, settings.topic_failed,
                     *(settings.stage_topic(s) for s in graph.NAMES)]
         grouped = [settings.topic_alerts, *(settings.stage_topic(s) for s in graph.NAMES)]
@@ -228,8 +228,15 @@ async def _follow_once(board: Board, settings, on_lag, lag_every_s: float) -> No
                 next_lag = time.monotonic() + lag_every_s
                 await _lag(board, settings, consumer, admin, lag_tps, on_lag)
     finally:
-        await consumer.stop()
-        await admin.close()
+        await _quietly(consumer.stop())
+        await _quietly(admin.close())
+
+
+async def _quietly(closing) -> None:
+    try:
+        await closing
+    except Exception:  # noqa: BLE001 - closing what may never have started
+        pass
 
 
 async def _lag(board: Board, settings, consumer, admin, tps, on_lag) -> None:

@@ -33,7 +33,7 @@ def tiny(model_cache):
 def _clean_env(monkeypatch):
     # A developer's ALERTANIM_* settings must not leak into tests.
     for key in list(os.environ):
-        if key.startswith("ALERTANIM_") and key != "ALERTANIM_CACHE":
+        if key.startswith("ALERTANIM_") and key not in ("ALERTANIM_CACHE", "ALERTANIM_TEST_LOGS"):
             monkeypatch.delenv(key, raising=False)
 
 

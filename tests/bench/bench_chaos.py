@@ -43,6 +43,46 @@ def _kib(pid: int, field: str) -> int | None:
     return None
 
 
+class RssSampler:
+    """Each worker's resident memory once a second, from /proc: its peak, its RSS when the
+    warm-up ended (a tenth of the alerts done) and at the end, and the growth in between."""
+
+    def __init__(self, workers):
+        import threading
+
+        self.workers = list(workers)
+        self.samples: dict[int, list[tuple[float, int, int]]] = collections.defaultdict(list)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def sample(self) -> None:
+        for w in list(self.workers):
+            rss, peak = _kib(w.proc.pid, "VmRSS"), _kib(w.proc.pid, "VmHWM")
+            if rss is not None and peak is not None:
+                self.samples[w.proc.pid].append((time.monotonic(), rss, peak))
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            self.sample()
+
+    def stop(self) -> None:
+        self.sample()
+        self._stop.set()
+        self._thread.join(5)
+
+    def figures(self, warmed_at: float | None) -> list[dict]:
+        out = []
+        for pid, samples in self.samples.items():
+            warm = next((s for s in samples if warmed_at and s[0] >= warmed_at), None)
+            end = samples[-1]
+            out.append({"pid": pid, "peak_kib": max(s[2] for s in samples),
+                        "after_warm_up_kib": warm[1] if warm else None, "end_kib": end[1],
+                        "growth_after_warm_up_kib": end[1] - warm[1] if warm else None,
+                        "seconds_sampled": round(end[0] - samples[0][0], 1)})
+        return out
+
+
 def read_committed(settings, topics: list[str], until, timeout: float) -> list:
     """Every committed record on `topics`, from the beginning, until `until(records)`."""
     async def run():
@@ -71,7 +111,7 @@ def run(pipeline, alerts: int, kills: int, seed: int = 0, hostile: bool = True,
     rng = random.Random(seed)
     settings = pipeline.settings
     workers = [pipeline.start_worker(), pipeline.start_worker()]
-    warm = {w.proc.pid: _kib(w.proc.pid, "VmRSS") for w in workers}
+    sampler = RssSampler(workers)
     ids = [f"chaos-{seed}-{i:04d}" for i in range(alerts)]
     records = [(i, alert_bytes(i, TEXTS[n % len(TEXTS)])) for n, i in enumerate(ids)]
     bad = [(None, raw) for raw in HOSTILE] if hostile else []
@@ -80,20 +120,24 @@ def run(pipeline, alerts: int, kills: int, seed: int = 0, hostile: bool = True,
 
     ready_ids: set[str] = set()
 
+    warmed_at: list[float] = []
+
     def progress(rs):
         ready_ids.update(r.key.decode() for r in rs if r.topic == settings.topic_ready)
+        if not warmed_at and len(ready_ids) >= max(1, alerts // 10):
+            warmed_at.append(time.monotonic())  # a tenth done: the warm-up is over
         return len(ready_ids) >= alerts
 
-    done_kills, rss = 0, {}
+    done_kills = 0
     while done_kills < kills and time.monotonic() - t0 < timeout:
         time.sleep(rng.uniform(2.0, 10.0))
         victim = rng.choice([w for w in workers if w.proc.poll() is None])
-        rss[victim.proc.pid] = (warm.get(victim.proc.pid), _kib(victim.proc.pid, "VmHWM"),
-                                _kib(victim.proc.pid, "VmRSS"))
+        sampler.sample()
         victim.kill()
         done_kills += 1
         workers.remove(victim)
         workers.append(pipeline.start_worker(wait=False))  # the replacement joins, a rebalance
+        sampler.workers = list(workers)
     for w in workers:
         if w.proc.poll() is None:
             w.wait_ready()
@@ -104,10 +148,7 @@ def run(pipeline, alerts: int, kills: int, seed: int = 0, hostile: bool = True,
     time.sleep(settle_s)  # anything late (a duplicate) arrives now
     got = read_committed(settings, [settings.topic_ready, settings.topic_failed],
                          until=lambda rs: False, timeout=settle_s)
-    for w in workers:
-        if w.proc.poll() is None:
-            rss[w.proc.pid] = (warm.get(w.proc.pid), _kib(w.proc.pid, "VmHWM"),
-                               _kib(w.proc.pid, "VmRSS"))
+    sampler.stop()
     ready = collections.Counter(r.key.decode() for r in got if r.topic == settings.topic_ready)
     failures = [json.loads(r.value) for r in got if r.topic == settings.topic_failed]
     return {
@@ -119,7 +160,7 @@ def run(pipeline, alerts: int, kills: int, seed: int = 0, hostile: bool = True,
         "failed_good_alerts": sorted({f.get("alert_id") for f in failures} & set(ids)),
         "seconds": round(seconds, 1),
         "alerts_per_minute": round(alerts / seconds * 60, 1),
-        "workers_rss_kib": [{"warm": a, "peak": b, "end": c} for a, b, c in rss.values()],
+        "workers_rss_kib": sampler.figures(warmed_at[0] if warmed_at else None),
     }
 
 
@@ -131,20 +172,20 @@ def main(argv=None) -> dict:
     ap.add_argument("--json")
     args = ap.parse_args(argv)
 
-    from deploy.local.harness import KafkaBroker, S3Server
+    from deploy.local.harness import KafkaBroker, S3Proxy
     from pipeline.models import load_models
     from tests.stream.conftest import Pipeline
 
     cache = Path(os.environ.get("ALERTANIM_CACHE") or tempfile.mkdtemp(prefix="alertanim-cache-"))
     os.environ["ALERTANIM_CACHE"] = str(cache)
     load_models("tiny", cache_dir=cache)  # written once, read by every worker
-    kafka, s3 = KafkaBroker().start(), S3Server().start()
+    kafka, s3 = KafkaBroker().start(), S3Proxy().start()
     pipeline = Pipeline(kafka, s3, cache)
     try:
         figures = run(pipeline, args.alerts, args.kills, args.seed)
     finally:
         pipeline.stop()
-        s3.stop()
+        s3.cleanup()
         kafka.cleanup()
     print(json.dumps(figures, indent=1))
     if args.json:

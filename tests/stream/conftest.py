@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.local.harness import KafkaBroker, S3Server, TcpProxy, free_port, worker_env
+from deploy.local.harness import KafkaBroker, S3Proxy, TcpProxy, free_port, worker_env
 
 pytestmark = pytest.mark.integration
 
@@ -32,10 +32,35 @@ def kafka(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def s3():
-    server = S3Server().start()
+def s3(tmp_path_factory):
+    """S3Proxy on its filesystem backend, with signatures checked: conditional writes
+    (If-None-Match: *) are atomic, and objects survive a restart."""
+    server = S3Proxy(tmp_path_factory.mktemp("s3")).start()
     yield server
-    server.stop()
+    server.cleanup()
+
+
+@pytest.fixture
+def own_s3(tmp_path):
+    """An S3Proxy of the test's own, for a test that kills it: the session's is never killed."""
+    server = S3Proxy(tmp_path / "s3")
+    try:
+        yield server.start()
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def own_kafka(tmp_path):
+    """A broker of the test's own, for a test that kills it: the session's is never killed."""
+    workdir = tmp_path / "kafka"
+    workdir.mkdir()
+    broker = KafkaBroker(workdir)
+    try:
+        yield broker.start()
+    finally:
+        broker.stop(kill=True)
+        broker.cleanup()
 
 
 @pytest.fixture(scope="session")
@@ -166,6 +191,22 @@ def pipeline_factory(kafka, s3, model_cache, tiny):
     made: list[Pipeline] = []
 
     def make(**kw) -> Pipeline:
+        p = Pipeline(kafka, s3, model_cache, **kw)
+        made.append(p)
+        return p
+
+    yield make
+    for p in made:
+        p.stop()
+
+
+@pytest.fixture
+def pipeline_on(model_cache, tiny):
+    """Pipelines on the servers a test names (`pipeline_on(own_kafka, s3)`). Ask for it after
+    those servers' fixtures, so that its workers stop before the servers go."""
+    made: list[Pipeline] = []
+
+    def make(kafka, s3, **kw) -> Pipeline:
         p = Pipeline(kafka, s3, model_cache, **kw)
         made.append(p)
         return p
