@@ -280,12 +280,12 @@ class Adapter:
                     images = [png_image(self.store.get(k), mode) for k in artifact.keys]
                     values[name] = images if port.kind is Kind.IMAGES else images[0]
             page = render_report(AlertRun(values, seconds), self.config).encode("utf-8")
+            key = self.ledger.report_key(msg.alert_id, msg.run)
+            uri = self.store.put(key, page, "text/html; charset=utf-8")
+            url, expires = self.store.url(key, self.settings.presign_expiry_s)
         except Exception as exc:  # noqa: BLE001 - a report is never worth an alert
             log.warning("no report for %s: %r", msg.alert_id, exc)
             return None
-        key = self.ledger.report_key(msg.alert_id, msg.run)
-        uri = self.store.put(key, page, "text/html; charset=utf-8")
-        url, expires = self.store.url(key, self.settings.presign_expiry_s)
         return Report(s3_uri=uri, url=url, url_expires_at=expires, bytes=len(page))
 
     def cap_answer(self, ready: AnimationReady) -> bytes:

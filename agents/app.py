@@ -16,6 +16,7 @@ import faust
 from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 
 from pipeline import graph
+from schemas.errors import ArtifactMissing
 
 from .adapter import Adapter
 from .emitter import Emitter
@@ -87,7 +88,21 @@ def create_app(settings: Settings, adapter: Adapter | None = None) -> faust.App:
     last = graph.NAMES[-1]
     emitter = (Emitter(settings, last)
                if settings.transactions and last in stages else None)
-    processor = StageProcessor(settings, adapter, send, metrics, executor, emitter=emitter)
+
+    def owns(partition: int) -> bool:
+        try:
+            return any(tp.topic == emitter.source_topic and tp.partition == partition
+                       for tp in app.consumer.assignment())
+        except Exception:  # noqa: BLE001 - no consumer yet: nothing is owned
+            return False
+
+    processor = StageProcessor(settings, adapter, send, metrics, executor, emitter=emitter,
+                               owns=owns if emitter is not None else None)
+    if emitter is not None:
+        @app.on_partitions_revoked.connect
+        async def drop_emit_producers(app, revoked, **kwargs) -> None:
+            emitter.revoked(tp.partition for tp in revoked
+                            if tp.topic == emitter.source_topic)
 
     def make_agent(stage: str):
         if batched(settings, stage):
@@ -138,21 +153,36 @@ def create_app(settings: Settings, adapter: Adapter | None = None) -> faust.App:
 
     @app.page("/")
     async def status_page(web, request):
-        return web.html(render_status(board, worker=f"{settings.app_id} · {', '.join(stages)}"))
+        return web.html(render_status(board, worker=f"{settings.app_id} · {', '.join(stages)}"),
+                        headers={"Content-Security-Policy": "default-src 'none'; img-src 'self'; "
+                                                            "style-src 'unsafe-inline'",
+                                 "X-Content-Type-Options": "nosniff",
+                                 "Cache-Control": "no-store"})
 
     @app.page("/status.json")
     async def status_json(web, request):
         return web.json(board.snapshot())
 
+    # The page's fetches from the store have threads of their own: a slow store, or many
+    # viewers, must not hold up the stages' threads.
+    page_io = ThreadPoolExecutor(max_workers=2, thread_name_prefix="alertanim-page")
+
     async def stored(key: str, content_type: str, web):
         try:
-            data = await asyncio.get_running_loop().run_in_executor(
-                processor.cpu_executor, adapter.store.get, key)
-        except Exception as exc:  # noqa: BLE001 - missing or unreachable: the page goes on
-            return web.text(f"not available: {type(exc).__name__}", status=404)
-        if content_type == "text/html":
-            return web.html(data.decode("utf-8"))
-        return web.bytes(data, content_type=content_type)
+            data = await asyncio.get_running_loop().run_in_executor(page_io, adapter.store.get,
+                                                                    key)
+        except ArtifactMissing:
+            return web.text("not in the store", status=404)
+        except Exception as exc:  # noqa: BLE001 - unreachable: the page goes on
+            return web.text(f"store unavailable: {type(exc).__name__}", status=503)
+        # a run's objects never change under their keys
+        headers = {"Cache-Control": "private, max-age=86400, immutable",
+                   "X-Content-Type-Options": "nosniff"}
+        if content_type == "text/html":  # the report: inline images and style, nothing else
+            headers["Content-Security-Policy"] = (
+                "default-src 'none'; img-src data:; style-src 'unsafe-inline'")
+            return web.html(data.decode("utf-8"), headers=headers)
+        return web.bytes(data, content_type=content_type, headers=headers)
 
     @app.page("/alerts/{alert_id}/animation.gif")
     async def thumbnail(web, request, alert_id):

@@ -12,7 +12,8 @@ The one case left is a worker killed after its transaction committed and before 
 finds the stored completion without a marker. Before sending it again, it reads the tail of
 `ready` (committed records only, after its own producer fenced the old one) and sends nothing if
 the event is there. Per partition the last stage runs one message at a time, so at most one event
-per partition can be in that state: the tail always holds it.
+per partition can be in that state. The read starts at the time the completion was stored (less
+a margin for clocks), so it holds the event whatever else was written to `ready` since.
 """
 
 from __future__ import annotations
@@ -48,17 +49,29 @@ class Emitter:
                 transactional_id=self.transactional_id(partition),
                 transaction_timeout_ms=self.settings.transaction_timeout_ms,
                 max_request_size=self.settings.max_record_bytes + 64_000)
-            await producer.start()  # registers the id: fences and aborts an earlier owner's
+            try:
+                await producer.start()  # registers the id: fences and aborts an earlier owner's
+            except BaseException:
+                await _stop(producer)
+                raise
             self._producers[partition] = producer
         return producer
 
     async def _drop(self, partition: int) -> None:
         producer = self._producers.pop(partition, None)
         if producer is not None:
-            try:
-                await producer.stop()
-            except Exception:  # noqa: BLE001 - a fenced producer may not stop cleanly
-                pass
+            await _stop(producer)
+
+    def revoked(self, partitions) -> None:
+        """The worker lost these partitions of the last stage's topic: their producers go (once
+        a transaction in flight is done), so that if a partition comes back, a fresh producer
+        fences whoever had it meanwhile."""
+        for partition in partitions:
+            asyncio.ensure_future(self._drop_when_free(partition))
+
+    async def _drop_when_free(self, partition: int) -> None:
+        async with self._locks.setdefault(partition, asyncio.Lock()):
+            await self._drop(partition)
 
     async def emit(self, partition: int, records: list[tuple[str, str | None, bytes]],
                    next_offset: int) -> None:
@@ -81,9 +94,12 @@ class Emitter:
                 await self._drop(partition)
                 raise
 
-    async def already_out(self, partition: int, alert_id: str, run: str) -> bool:
-        """Whether a committed `ready` event for this alert and run is on the topic. Starts the
-        partition's producer first, so no earlier owner's transaction is still open."""
+    async def already_out(self, partition: int, alert_id: str, run: str,
+                          since: float | None = None) -> bool:
+        """Whether a committed `ready` event for this alert and run is on the topic, read from
+        `since` (epoch seconds: when the completion was stored; an event for it can only be
+        later) or, without it, the last TAIL records of each partition. Starts the partition's
+        producer first, so no earlier owner's transaction is still open."""
         from aiokafka import AIOKafkaConsumer
         from aiokafka.structs import TopicPartition
 
@@ -107,8 +123,13 @@ class Emitter:
             ends = await consumer.end_offsets(tps)  # read_committed: the last stable offset
             begins = await consumer.beginning_offsets(tps)
             todo = {tp for tp in tps if ends[tp] > begins[tp]}
-            for tp in todo:
-                consumer.seek(tp, max(begins[tp], ends[tp] - TAIL))
+            starts = ({tp: max(begins[tp], ends[tp] - TAIL) for tp in todo} if since is None
+                      else await self._offsets_since(consumer, todo, since))
+            for tp in list(todo):
+                if starts.get(tp) is None:
+                    todo.discard(tp)  # nothing written since then
+                else:
+                    consumer.seek(tp, starts[tp])
             deadline = time.monotonic() + 30
             while todo and time.monotonic() < deadline:
                 batches = await consumer.getmany(*todo, timeout_ms=500)
@@ -130,9 +151,22 @@ class Emitter:
             except Exception:  # noqa: BLE001 - it may never have started
                 pass
 
+    @staticmethod
+    async def _offsets_since(consumer, tps, since: float) -> dict:
+        # a little before: the broker's clock and the worker's may differ
+        found = await consumer.offsets_for_times({tp: int((since - 30) * 1000) for tp in tps})
+        return {tp: (o.offset if o is not None else None) for tp, o in found.items()}
+
     async def close(self) -> None:
         for partition in list(self._producers):
             await self._drop(partition)
+
+
+async def _stop(producer) -> None:
+    try:
+        await producer.stop()
+    except Exception:  # noqa: BLE001 - a fenced or half-started producer may not stop cleanly
+        pass
 
 
 def _names(value: bytes | None, alert_id: str, run: str) -> bool:

@@ -41,13 +41,15 @@ class Exhausted(Exception):
 class StageProcessor:
     def __init__(self, settings, adapter: Adapter, send: Send, metrics: Metrics | None = None,
                  executor: Executor | None = None, cpu_executor: Executor | None = None,
-                 emitter: Emitter | None = None):
+                 emitter: Emitter | None = None, owns: Callable[[int], bool] | None = None):
         self.settings = settings
         self.adapter = adapter
         self.send = send
         # With an emitter, the last stage's completions leave in a Kafka transaction with the
         # input offset (agents/emitter.py); without one, by plain acknowledged sends.
         self.emitter = emitter
+        # whether this worker still owns a partition of the last stage's topic
+        self.owns = owns or (lambda partition: True)
         self.metrics = metrics or Metrics()
         # One thread owns the GPU; the CPU stages (ingest, subject, animate) and the completion
         # markers run beside it, so one alert's GIF encodes while the next one denoises.
@@ -181,8 +183,8 @@ class StageProcessor:
             if isinstance(result, Stored):
                 result = result.ready
             if isinstance(result, AnimationReady) and where is not None:
-                await self._emit_in_transaction(stage, raw, result, *where)
-                await self._record_emitted(result)
+                if await self._emit_in_transaction(stage, raw, result, *where):
+                    await self._record_emitted(result)
             elif isinstance(result, AnimationReady):
                 await self._send(self.settings.topic_ready, result.alert_id, result.to_bytes())
                 await self._answer_cap(stage, raw, result)
@@ -195,19 +197,24 @@ class StageProcessor:
 
     async def _already_out(self, stage: str, raw: bytes, partition: int,
                            ready: AnimationReady) -> bool:
-        try:
-            async for attempt in async_retrying(self.settings, retry_on=is_transient,
-                                                forever_if_transient=True):
+        try:  # transient errors until the deadline, then the answer that loses nothing
+            async for attempt in async_retrying(self.settings, retry_on=is_transient):
                 with attempt:
-                    return await self.emitter.already_out(partition, ready.alert_id, ready.run)
+                    return await self.emitter.already_out(partition, ready.alert_id, ready.run,
+                                                          ready.completed_at)
         except Exception as exc:  # noqa: BLE001 - unsure: sending again beats losing it
             log.warning("cannot tell whether %s's event went out (%r); sending it",
                         ready.alert_id, exc)
         return False
 
     async def _emit_in_transaction(self, stage: str, raw: bytes, ready: AnimationReady,
-                                   partition: int, offset: int) -> None:
-        """The event, its CAP answer and the input offset, in one transaction."""
+                                   partition: int, offset: int) -> bool:
+        """The event, its CAP answer and the input offset, in one transaction. False when the
+        partition moved to another worker while this one was at it: the message is that
+        worker's now (it comes to it again), so nothing is sent and nothing is recorded.
+
+        A retry first asks whether the previous attempt's transaction committed after all (a
+        commit whose answer was lost), so a retry never sends the event twice."""
         records = [(self.settings.topic_ready, ready.alert_id, ready.to_bytes())]
         if ready.cap is not None:
             try:
@@ -219,11 +226,25 @@ class StageProcessor:
         def on_retry(state):
             log.warning("transaction for %s failed (attempt %d), retrying: %r", ready.alert_id,
                         state.attempt_number, state.outcome.exception())
+        last: BaseException | None = None
         try:
-            async for attempt in async_retrying(self.settings, retry_on=is_transient,
-                                                forever_if_transient=True, on_retry=on_retry):
+            async for attempt in async_retrying(
+                    self.settings, retry_on=lambda e: is_transient(e) or _fenced(e),
+                    forever_if_transient=True, on_retry=on_retry):
                 with attempt:
-                    await self.emitter.emit(partition, records, offset + 1)
+                    if last is not None:
+                        if _fenced(last) and not self.owns(partition):
+                            log.info("partition %d moved while %s was completing; its new "
+                                     "owner sends it", partition, ready.alert_id)
+                            return False
+                        if await self._already_out(stage, raw, partition, ready):
+                            return True
+                    try:
+                        await self.emitter.emit(partition, records, offset + 1)
+                    except Exception as exc:
+                        last = exc
+                        raise
+            return True
         except Exception as exc:  # noqa: BLE001 - every non-transient error is a refusal
             raise SendRefused(f"the broker refused the completion of {ready.alert_id}: "
                               f"{exc!r}") from exc
@@ -301,6 +322,14 @@ class StageProcessor:
             await self.fail(stage, raw, exc, 1, _alert_id(raw))
         except Exception:  # noqa: BLE001
             log.exception("could not record a failure at %s", stage)
+
+
+def _fenced(exc: BaseException) -> bool:
+    """Another producer took this transactional id: the partition's new owner, or this worker's
+    own fresh producer after the partition came back."""
+    from aiokafka.errors import InvalidProducerEpoch, ProducerFenced
+
+    return isinstance(exc, (ProducerFenced, InvalidProducerEpoch))
 
 
 def _partition_offset(source: str) -> tuple[int, int] | None:

@@ -136,7 +136,7 @@ class Board:
         if record.alert_id is None:  # unreadable input: it has no row, only a reason
             row = self._row(f"(no id) {record.payload_sha256[:12]}", when)
         else:
-            row = self._row(record.alert_id, when)
+            row = self._row(record.alert_id[:128], when)  # unchecked where ingest refused it
         if row.state == "ready":  # a late record of a copy; the alert itself went out
             return
         row.state, row.reason = "failed", record.reason

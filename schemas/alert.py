@@ -75,9 +75,12 @@ class CapRef(Record):
         return f"{self.sender},{self.identifier},{self.sent}"
 
 
+ALERT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
+
+
 class Alert(Record):
     schema_version: Literal[1] = SCHEMA_VERSION
-    id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
+    id: str = Field(min_length=1, max_length=128, pattern=ALERT_ID_PATTERN)
     text: str
     language: str | None = Field(default=None, max_length=35)  # BCP 47 tag, e.g. "ko-KR"
     sent: datetime | None = None

@@ -11,7 +11,8 @@ from typing import Literal
 from pydantic import Field
 
 from ._base import Record
-from .alert import CapRef
+from .alert import ALERT_ID_PATTERN, CapRef
+from .stage import RUN_PATTERN
 
 SCHEMA_VERSION = 2
 
@@ -58,8 +59,8 @@ class Quality(Record):
 
 class AnimationReady(Record):
     schema_version: Literal[2] = SCHEMA_VERSION
-    alert_id: str
-    run: str  # fingerprint of the configuration that made it (method settings, models, version)
+    alert_id: str = Field(min_length=1, max_length=128, pattern=ALERT_ID_PATTERN)
+    run: str = Field(pattern=RUN_PATTERN)  # fingerprint of the configuration that made it
     renditions: list[Rendition] = Field(min_length=1)
     subject: str  # the word segmented
     prompt: str  # the English prompt the images were made from

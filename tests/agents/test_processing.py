@@ -358,7 +358,8 @@ class FakeEmitter:
     async def emit(self, partition, records, next_offset):
         self.transactions.append((partition, [t for t, _, _ in records], next_offset))
 
-    async def already_out(self, partition, alert_id, run):
+    async def already_out(self, partition, alert_id, run, since=None):
+        assert since is not None  # read from when the completion was stored
         self.asked.append((partition, alert_id))
         return self.out
 
@@ -427,3 +428,67 @@ def test_a_re_published_alert_resent_by_ingest_does_not_commit_the_last_stages_o
     out = drive(proc, sent, raw, "alerts:2:9")  # the same alert published again
     assert [t for t, _, _ in out] == ["ready"]  # the stored result, sent plainly
     assert proc.emitter.transactions == []
+
+
+class FlakyEmitter(FakeEmitter):
+    """The first transaction fails with `error` (after it may or may not have committed)."""
+
+    def __init__(self, error, out=False):
+        super().__init__(out)
+        self.error = error
+
+    async def emit(self, partition, records, next_offset):
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+        await super().emit(partition, records, next_offset)
+
+
+def finished_alert(tmp_path, alert_id):
+    from schemas import AnimationReady
+    from .test_cap_flow import drive
+
+    proc, sent = make(tmp_path)
+    [(_, _, value)] = [s for s in drive(proc, sent, json.dumps(
+        {"id": alert_id, "text": "fire"}).encode()) if s[0] == "ready"]
+    return proc, sent, AnimationReady.from_bytes(value)
+
+
+@pytest.mark.parametrize("out", [True, False])
+def test_a_retry_after_an_unclear_commit_asks_first(tmp_path, out):
+    from aiokafka.errors import KafkaTimeoutError
+    from pipeline import graph
+
+    proc, sent, ready = finished_alert(tmp_path, "tx3")
+    proc.emitter = FlakyEmitter(KafkaTimeoutError(), out=out)
+    last = graph.NAMES[-1]
+    asyncio.run(proc._emit(last, b"{}", ready, 0.1, f"alertanim.stage.{last}:0:4"))
+    assert proc.emitter.asked == [(0, "tx3")]  # the retry asked before sending again
+    assert proc.emitter.transactions == ([] if out else [(0, ["ready"], 5)])
+
+
+def test_a_worker_fenced_off_a_partition_it_lost_leaves_the_alert_to_the_new_owner(tmp_path):
+    from aiokafka.errors import ProducerFenced
+    from pipeline import graph
+
+    proc, sent, ready = finished_alert(tmp_path, "tx4")
+    (tmp_path / proc.adapter.ledger.emitted_key("tx4", ready.run)).unlink()
+    proc.emitter = FlakyEmitter(ProducerFenced())
+    proc.owns = lambda partition: False
+    before = len(sent)
+    last = graph.NAMES[-1]
+    asyncio.run(proc._emit(last, b"{}", ready, 0.1, f"alertanim.stage.{last}:2:8"))
+    assert proc.emitter.transactions == [] and len(sent) == before  # no failure record either
+    assert not proc.adapter.ledger.emitted("tx4", ready.run)  # the new owner will send it
+
+
+def test_a_fenced_producer_on_a_partition_still_owned_is_replaced_and_sends(tmp_path):
+    from aiokafka.errors import ProducerFenced
+    from pipeline import graph
+
+    proc, sent, ready = finished_alert(tmp_path, "tx5")
+    proc.emitter = FlakyEmitter(ProducerFenced())
+    last = graph.NAMES[-1]
+    asyncio.run(proc._emit(last, b"{}", ready, 0.1, f"alertanim.stage.{last}:1:2"))
+    assert proc.emitter.transactions == [(1, ["ready"], 3)]
+    assert proc.adapter.ledger.emitted("tx5", ready.run)
