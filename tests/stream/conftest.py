@@ -187,20 +187,6 @@ class Worker:
 
 
 @pytest.fixture
-def pipeline_factory(kafka, s3, model_cache, tiny):
-    made: list[Pipeline] = []
-
-    def make(**kw) -> Pipeline:
-        p = Pipeline(kafka, s3, model_cache, **kw)
-        made.append(p)
-        return p
-
-    yield make
-    for p in made:
-        p.stop()
-
-
-@pytest.fixture
 def pipeline_on(model_cache, tiny):
     """Pipelines on the servers a test names (`pipeline_on(own_kafka, s3)`). Ask for it after
     those servers' fixtures, so that its workers stop before the servers go."""
@@ -214,6 +200,12 @@ def pipeline_on(model_cache, tiny):
     yield make
     for p in made:
         p.stop()
+
+
+@pytest.fixture
+def pipeline_factory(kafka, s3, pipeline_on):
+    """Pipelines on the session's broker and S3 server."""
+    return lambda **kw: pipeline_on(kafka, s3, **kw)
 
 
 # -- Kafka helpers used by the tests ---------------------------------------------------------
