@@ -79,7 +79,10 @@ class RssSampler:
             out.append({"pid": pid, "peak_kib": max(s[2] for s in samples),
                         "after_warm_up_kib": warm[1] if warm else None, "end_kib": end[1],
                         "growth_after_warm_up_kib": end[1] - warm[1] if warm else None,
-                        "seconds_sampled": round(end[0] - samples[0][0], 1)})
+                        "seconds_sampled": round(end[0] - samples[0][0], 1),
+                        # the RSS at ten even steps through the worker's life, for a trend
+                        "rss_mib_trend": [round(samples[i * (len(samples) - 1) // 9][1] / 1024)
+                                          for i in range(10)]})
         return out
 
 
