@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any, NamedTuple
 
+from PIL import Image
 from pydantic import TypeAdapter
 
 from pipeline import __version__ as PIPELINE_VERSION
@@ -172,11 +173,11 @@ class Adapter:
         outputs = stage.run(ctx, rows)
         stored = [self._store(stage, msgs[i], out, known) for i, out in zip(todo, outputs)]
         elapsed = round(time.perf_counter() - t0, 4)
-        for i, artifacts in zip(todo, stored):
+        for i, row, artifacts in zip(todo, rows, stored):
             msg = msgs[i]
             seconds = {**msg.seconds, name: elapsed}
             if last:
-                results[i] = self._ready(msg, artifacts, seconds)
+                results[i] = self._ready(msg, artifacts, seconds, row)
             else:
                 results[i] = msg.model_copy(update={
                     "stage": graph.NEXT[name], "seconds": seconds,
@@ -198,12 +199,16 @@ class Adapter:
             if port.kind is Kind.VALUE:
                 row[name] = _value(name, port, artifact, msg)
                 continue
-            mode = "L" if port.kind is Kind.MASK else "RGB"
-            images = list(self._io.map(lambda k: png_image(self.store.get(k), mode),
-                                       artifact.keys))
+            images = self._images(port, artifact.keys, self._io.map)
             known.update((id(im), key) for im, key in zip(images, artifact.keys))
             row[name] = images if port.kind is Kind.IMAGES else images[0]
         return row
+
+    def _images(self, port: Port, keys: list[str], each=map) -> list[Image.Image]:
+        """An image port's images from the store, in its mode (`each`: how to map the fetch
+        over the keys, e.g. on the IO threads)."""
+        mode = "L" if port.kind is Kind.MASK else "RGB"
+        return list(each(lambda k: png_image(self.store.get(k), mode), keys))
 
     def _store(self, stage: Stage, msg: StageMessage, out: dict[str, Any],
                known: dict[int, str]) -> dict[str, Any]:
@@ -232,16 +237,16 @@ class Adapter:
         return artifacts
 
     # -- the end -----------------------------------------------------------------------------
-    def _ready(self, msg: StageMessage, artifacts: dict[str, Any],
-               seconds: dict[str, float]) -> AnimationReady:
+    def _ready(self, msg: StageMessage, artifacts: dict[str, Any], seconds: dict[str, float],
+               inputs: dict[str, Any]) -> AnimationReady:
         """Store the renditions, then the completion (so a redelivery finds it), and return the
-        event to send."""
+        event to send. `inputs`: what the last stage read, already fetched."""
         animations: list[Animation] = [a for name, port in graph.PORTS.items()
                                        if port.kind is Kind.ANIMATIONS
                                        for a in artifacts.get(name, ())]
         everything = {**msg.artifacts, **artifacts}
         # The report (thumbnails, plots) is drawn while the renditions upload.
-        report = (self._io.submit(self._report, msg, everything, seconds)
+        report = (self._io.submit(self._report, msg, everything, seconds, inputs)
                   if self.settings.reports else None)
         renditions = list(self._io.map(lambda a: self._rendition(msg, a), animations))
         values = self._values(everything, msg)
@@ -261,23 +266,25 @@ class Adapter:
         self.ledger.record_ready(ready)
         return ready
 
-    def _report(self, msg: StageMessage, artifacts: dict[str, Any],
-                seconds: dict[str, float]) -> Report | None:
-        """The alert's report, drawn from the run's stored images and values and stored beside
-        its renditions. It explains the animation; it is not the animation: if it cannot be
-        drawn the event goes out without it."""
+    def _report(self, msg: StageMessage, artifacts: dict[str, Any], seconds: dict[str, float],
+                inputs: dict[str, Any]) -> Report | None:
+        """The alert's report, drawn from the run's images and values and stored beside its
+        renditions; the images the last stage read are reused, the others fetched. It explains
+        the animation; it is not the animation: if it cannot be drawn the event goes out
+        without it."""
         try:
             values: dict[str, Any] = {name: get(msg) for name, get in _FROM_ALERT.items()}
             values.update(self._values(artifacts, msg))
+            values.update(inputs)
             for name, artifact in artifacts.items():
                 port = graph.PORTS.get(name)
-                if port is None:
+                if port is None or name in inputs:
                     continue
                 if port.kind is Kind.ANIMATIONS:
                     values[name] = artifact
                 elif isinstance(artifact, ImageRefs) and port.kind in _IMAGE_KINDS:
-                    mode = "L" if port.kind is Kind.MASK else "RGB"
-                    images = [png_image(self.store.get(k), mode) for k in artifact.keys]
+                    # (one at a time: this already runs on an IO thread)
+                    images = self._images(port, artifact.keys)
                     values[name] = images if port.kind is Kind.IMAGES else images[0]
             page = render_report(AlertRun(values, seconds), self.config).encode("utf-8")
             key = self.ledger.report_key(msg.alert_id, msg.run)
