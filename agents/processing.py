@@ -216,12 +216,9 @@ class StageProcessor:
         A retry first asks whether the previous attempt's transaction committed after all (a
         commit whose answer was lost), so a retry never sends the event twice."""
         records = [(self.settings.topic_ready, ready.alert_id, ready.to_bytes())]
-        if ready.cap is not None:
-            try:
-                update = await self._retried("cap", self.adapter.cap_answer, ready)
-                records.append((self.settings.topic_cap, ready.alert_id, update))
-            except Exhausted as gave_up:
-                await self.fail("cap", raw, gave_up.error, gave_up.attempts, ready.alert_id)
+        update = await self._cap_update(raw, ready)
+        if update is not None:
+            records.append((self.settings.topic_cap, ready.alert_id, update))
 
         def on_retry(state):
             log.warning("transaction for %s failed (attempt %d), retrying: %r", ready.alert_id,
@@ -252,14 +249,20 @@ class StageProcessor:
     async def _answer_cap(self, stage: str, raw: bytes, ready: AnimationReady) -> None:
         """An alert that came in as CAP is answered on the cap topic with a CAP Update carrying
         its renditions. Made from what is stored, so a redelivery sends the same message."""
+        update = await self._cap_update(raw, ready)
+        if update is not None:
+            await self._send(self.settings.topic_cap, ready.alert_id, update)
+
+    async def _cap_update(self, raw: bytes, ready: AnimationReady) -> bytes | None:
+        """The CAP Update answering an alert that came in as CAP (None for others); one that
+        cannot be made is a failure record of its own, and the event still goes out."""
         if ready.cap is None:
-            return
+            return None
         try:
-            update = await self._retried("cap", self.adapter.cap_answer, ready)
+            return await self._retried("cap", self.adapter.cap_answer, ready)
         except Exhausted as gave_up:
             await self.fail("cap", raw, gave_up.error, gave_up.attempts, ready.alert_id)
-            return
-        await self._send(self.settings.topic_cap, ready.alert_id, update)
+            return None
 
     async def _record_emitted(self, ready: AnimationReady) -> None:
         """Retried through storage blips; if it still fails the cost is at most one duplicate
