@@ -85,13 +85,12 @@ def create_app(settings: Settings, adapter: Adapter | None = None) -> faust.App:
         fut = await topics[name].send(key=key.encode() if key else None, value=value, force=True)
         await fut
 
-    last = graph.NAMES[-1]
-    emitter = (Emitter(settings, last)
-               if settings.transactions and last in stages else None)
+    # completions and failure records leave in transactions with their input offsets
+    emitter = Emitter(settings, graph.NAMES[-1]) if settings.transactions else None
 
-    def owns(partition: int) -> bool:
+    def owns(topic: str, partition: int) -> bool:
         try:
-            return any(tp.topic == emitter.source_topic and tp.partition == partition
+            return any(tp.topic == topic and tp.partition == partition
                        for tp in app.consumer.assignment())
         except Exception:  # noqa: BLE001 - no consumer yet: nothing is owned
             return False
@@ -101,23 +100,22 @@ def create_app(settings: Settings, adapter: Adapter | None = None) -> faust.App:
     if emitter is not None:
         @app.on_partitions_revoked.connect
         async def drop_emit_producers(app, revoked, **kwargs) -> None:
-            emitter.revoked(tp.partition for tp in revoked
-                            if tp.topic == emitter.source_topic)
+            emitter.revoked((tp.topic, tp.partition) for tp in revoked)
 
     def make_agent(stage: str):
         if batched(settings, stage):
             async def agent(stream):
                 # Faust acks the whole batch only after this body has sent its results.
-                async for raws in stream.take(settings.batch_max,
-                                              within=settings.batch_window_ms / 1000):
-                    await processor.process_many(stage, raws)
+                async for events in stream.take_events(settings.batch_max,
+                                                       within=settings.batch_window_ms / 1000):
+                    await processor.process_many(stage, [e.value for e in events],
+                                                 [_where(e.message) for e in events],
+                                                 [e.message.key or b"" for e in events])
         else:
             async def agent(stream):
                 async for event in stream.events():
-                    m = event.message
-                    await processor.process(stage, event.value,
-                                            f"{m.topic}:{m.partition}:{m.offset}",
-                                            m.key or b"")
+                    await processor.process(stage, event.value, _where(event.message),
+                                            event.message.key or b"")
         agent.__name__ = agent.__qualname__ = f"stage_{stage}"
         return app.agent(topics[source_topic(settings, stage)], name=f"alertanim.{stage}",
                          concurrency=1)(agent)
@@ -214,6 +212,11 @@ def create_app(settings: Settings, adapter: Adapter | None = None) -> faust.App:
         return web.bytes(metrics.render(), content_type="text/plain; version=0.0.4")
 
     return app
+
+
+def _where(message) -> str:
+    """An input's place, "topic:partition:offset": the offset its transaction commits."""
+    return f"{message.topic}:{message.partition}:{message.offset}"
 
 
 async def ensure_topics(settings: Settings) -> None:

@@ -1,11 +1,13 @@
-"""The completion leaves in a Kafka transaction: the `ready` event (and the CAP answer, when there
-is one) and the input offset of the last stage commit together or not at all.
+"""What ends an input leaves in a Kafka transaction with its offset: the `ready` event (and the
+CAP answer, when there is one) with the last stage's input offset, and a failure record, at
+whatever stage, with that stage's input offset. They commit together or not at all, so a worker
+killed in between leaves neither, and the input comes again to whoever owns its partition.
 
-One transactional producer per partition of the last stage's topic, with a transactional id made
-from that topic and partition (`<app id>.emit.<topic>.<partition>`): whichever worker owns the partition after a
-crash or a rebalance starts its producer with the same id, which fences the old owner and aborts
-whatever it left open. A consumer that reads `ready` with `isolation.level=read_committed` never
-sees an aborted event.
+One transactional producer per input partition that needed one, with a transactional id made
+from its topic and partition (`<app id>.emit.<topic>.<partition>`): whichever worker owns the
+partition after a crash or a rebalance starts its producer with the same id, which fences the old
+owner and aborts whatever it left open. A consumer that reads `ready` and `failed` with
+`isolation.level=read_committed` never sees an aborted record.
 
 The one case left is a worker killed after its transaction committed and before the ledger's
 `emitted` marker was written, with the input offset not (or no longer) committed: the new owner
@@ -33,20 +35,21 @@ class Emitter:
         self.settings = settings
         self.stage = stage  # the last stage: its input offsets commit with its completions
         self.source_topic = settings.stage_topic(stage)
-        self._producers: dict[int, object] = {}
-        self._locks: dict[int, asyncio.Lock] = {}
+        # keyed by input (topic, partition)
+        self._producers: dict[tuple[str, int], object] = {}
+        self._locks: dict[tuple[str, int], asyncio.Lock] = {}
 
-    def transactional_id(self, partition: int) -> str:
-        return f"{self.settings.app_id}.emit.{self.source_topic}.{partition}"
+    def transactional_id(self, topic: str, partition: int) -> str:
+        return f"{self.settings.app_id}.emit.{topic}.{partition}"
 
-    async def _producer(self, partition: int):
-        producer = self._producers.get(partition)
+    async def _producer(self, tp: tuple[str, int]):
+        producer = self._producers.get(tp)
         if producer is None:
             from aiokafka import AIOKafkaProducer
 
             producer = AIOKafkaProducer(
                 **self.settings.kafka_client_kwargs(), acks="all", enable_idempotence=True,
-                transactional_id=self.transactional_id(partition),
+                transactional_id=self.transactional_id(*tp),
                 transaction_timeout_ms=self.settings.transaction_timeout_ms,
                 max_request_size=self.settings.max_record_bytes + 64_000)
             try:
@@ -54,45 +57,68 @@ class Emitter:
             except BaseException:
                 await _stop(producer)
                 raise
-            self._producers[partition] = producer
+            self._producers[tp] = producer
         return producer
 
-    async def _drop(self, partition: int) -> None:
-        producer = self._producers.pop(partition, None)
+    def _lock(self, tp: tuple[str, int]) -> asyncio.Lock:
+        return self._locks.setdefault(tp, asyncio.Lock())
+
+    async def _drop(self, tp: tuple[str, int]) -> None:
+        producer = self._producers.pop(tp, None)
         if producer is not None:
             await _stop(producer)
 
-    def revoked(self, partitions) -> None:
-        """The worker lost these partitions of the last stage's topic: their producers go (once
-        a transaction in flight is done), so that if a partition comes back, a fresh producer
-        fences whoever had it meanwhile."""
-        for partition in partitions:
-            asyncio.ensure_future(self._drop_when_free(partition))
+    def revoked(self, tps) -> None:
+        """The worker lost these input partitions ((topic, partition) pairs): their producers
+        go (once a transaction in flight is done), so that if a partition comes back, a fresh
+        producer fences whoever had it meanwhile."""
+        for tp in tps:
+            asyncio.ensure_future(self._drop_when_free(tuple(tp)))
 
-    async def _drop_when_free(self, partition: int) -> None:
-        async with self._locks.setdefault(partition, asyncio.Lock()):
-            await self._drop(partition)
+    async def _drop_when_free(self, tp: tuple[str, int]) -> None:
+        async with self._lock(tp):
+            await self._drop(tp)
 
-    async def emit(self, partition: int, records: list[tuple[str, str | None, bytes]],
+    async def emit(self, topic: str, partition: int, records: list[tuple[str, str | None, bytes]],
                    next_offset: int) -> None:
         """Send `records` and commit `next_offset` for the input partition, atomically. A
         producer that was fenced or broke is dropped, so a retry starts a fresh one."""
         from aiokafka.structs import TopicPartition
 
-        lock = self._locks.setdefault(partition, asyncio.Lock())
-        async with lock:
-            producer = await self._producer(partition)
+        tp = (topic, partition)
+        async with self._lock(tp):
+            producer = await self._producer(tp)
             try:
                 async with producer.transaction():
-                    for topic, key, value in records:
-                        await producer.send(topic, value=value,
+                    for out_topic, key, value in records:
+                        await producer.send(out_topic, value=value,
                                             key=key.encode() if key else None)
                     await producer.send_offsets_to_transaction(
-                        {TopicPartition(self.source_topic, partition): next_offset},
-                        self.settings.app_id)
+                        {TopicPartition(topic, partition): next_offset}, self.settings.app_id)
             except BaseException:
-                await self._drop(partition)
+                await self._drop(tp)
                 raise
+
+    async def committed(self, topic: str, partition: int) -> int:
+        """The group's committed offset of an input partition (-1 for none). A transaction that
+        committed an input's offset leaves it past that input: what a retry asks when the
+        answer to a commit was lost. Starts the partition's producer first, so no earlier
+        owner's transaction is still open."""
+        from aiokafka.admin import AIOKafkaAdminClient
+        from aiokafka.structs import TopicPartition
+
+        async with self._lock((topic, partition)):
+            await self._producer((topic, partition))
+        tp = TopicPartition(topic, partition)
+        admin = AIOKafkaAdminClient(**self.settings.kafka_client_kwargs())
+        await admin.start()
+        try:
+            found = await admin.list_consumer_group_offsets(self.settings.app_id,
+                                                            partitions=[tp])
+        finally:
+            await admin.close()
+        meta = found.get(tp)
+        return meta.offset if meta is not None else -1
 
     async def already_out(self, partition: int, alert_id: str, run: str,
                           since: float | None = None) -> bool:
@@ -103,8 +129,9 @@ class Emitter:
         from aiokafka import AIOKafkaConsumer
         from aiokafka.structs import TopicPartition
 
-        async with self._locks.setdefault(partition, asyncio.Lock()):
-            await self._producer(partition)
+        tp = (self.source_topic, partition)
+        async with self._lock(tp):
+            await self._producer(tp)
         topic = self.settings.topic_ready
         consumer = AIOKafkaConsumer(**self.settings.kafka_client_kwargs(), group_id=None,
                                     enable_auto_commit=False, isolation_level="read_committed")
@@ -158,8 +185,8 @@ class Emitter:
         return {tp: (o.offset if o is not None else None) for tp, o in found.items()}
 
     async def close(self) -> None:
-        for partition in list(self._producers):
-            await self._drop(partition)
+        for tp in list(self._producers):
+            await self._drop(tp)
 
 
 async def _stop(producer) -> None:

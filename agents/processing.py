@@ -41,15 +41,17 @@ class Exhausted(Exception):
 class StageProcessor:
     def __init__(self, settings, adapter: Adapter, send: Send, metrics: Metrics | None = None,
                  executor: Executor | None = None, cpu_executor: Executor | None = None,
-                 emitter: Emitter | None = None, owns: Callable[[int], bool] | None = None):
+                 emitter: Emitter | None = None,
+                 owns: Callable[[str, int], bool] | None = None):
         self.settings = settings
         self.adapter = adapter
         self.send = send
-        # With an emitter, the last stage's completions leave in a Kafka transaction with the
-        # input offset (agents/emitter.py); without one, by plain acknowledged sends.
+        # With an emitter, what ends an input (the last stage's completion, a failure record at
+        # any stage) leaves in a Kafka transaction with the input's offset (agents/emitter.py);
+        # without one, by plain acknowledged sends.
         self.emitter = emitter
-        # whether this worker still owns a partition of the last stage's topic
-        self.owns = owns or (lambda partition: True)
+        # whether this worker still owns an input partition (topic, partition)
+        self.owns = owns or (lambda topic, partition: True)
         self.metrics = metrics or Metrics()
         # One thread owns the GPU; the CPU stages (ingest, subject, animate) and the completion
         # markers run beside it, so one alert's GIF encodes while the next one denoises.
@@ -123,16 +125,16 @@ class StageProcessor:
                     kept.append(raw)
                     kept_sources.append(source)
                 except AlertanimError as exc:
-                    await self.fail(stage, raw, exc, 1, exc.alert_id)
+                    await self.fail(stage, raw, exc, 1, exc.alert_id, source)
             if len(msgs) == 1:
                 await self._one(stage, kept[0], partial(self.adapter.run_stage, stage, msgs),
                                 kept_sources[0])
             elif msgs:
-                await self._batch(stage, msgs, kept)
+                await self._batch(stage, msgs, kept, kept_sources)
         except Exception as exc:  # noqa: BLE001 - last line of defence: record, never drop
             log.exception("unexpected error at %s", stage)
-            for raw in raws:
-                await self._fail_safely(stage, raw, exc)
+            for raw, source in zip(raws, sources):
+                await self._fail_safely(stage, raw, exc, source)
 
     async def _one(self, stage: str, raw: bytes, call, source: str = "") -> None:
         t0 = time.perf_counter()
@@ -141,12 +143,13 @@ class StageProcessor:
         except Exhausted as gave_up:  # every error ends as a failure record
             exc = gave_up.error
             await self.fail(stage, raw, exc, gave_up.attempts,
-                            getattr(exc, "alert_id", None) or _alert_id(raw))
+                            getattr(exc, "alert_id", None) or _alert_id(raw), source)
             return
         for one in (result if isinstance(result, list) else [result]):
             await self._emit(stage, raw, one, time.perf_counter() - t0, source)
 
-    async def _batch(self, stage: str, msgs: list[StageMessage], raws: list[bytes]) -> None:
+    async def _batch(self, stage: str, msgs: list[StageMessage], raws: list[bytes],
+                     sources: list[str]) -> None:
         loop = asyncio.get_running_loop()
         t0 = time.perf_counter()
         try:
@@ -155,13 +158,14 @@ class StageProcessor:
         except Exception as exc:  # noqa: BLE001 - fall back to one at a time
             log.info("batch of %d at %s failed (%r); running them one by one", len(msgs),
                      stage, exc)
-            for msg, raw in zip(msgs, raws):
-                await self._one(stage, raw, partial(self.adapter.run_stage, stage, [msg]))
+            for msg, raw, source in zip(msgs, raws, sources):
+                await self._one(stage, raw, partial(self.adapter.run_stage, stage, [msg]),
+                                source)
             return
         self.metrics.batch_size.labels(stage).observe(len(msgs))
         elapsed = time.perf_counter() - t0
-        for raw, result in zip(raws, results):
-            await self._emit(stage, raw, result, elapsed)
+        for raw, result, source in zip(raws, results, sources):
+            await self._emit(stage, raw, result, elapsed, source)
 
     async def _emit(self, stage: str, raw: bytes, result, seconds: float,
                     source: str = "") -> None:
@@ -173,17 +177,17 @@ class StageProcessor:
         try:
             # Only the last stage's own input offset commits with its completion; a stored
             # result that ingest sends again for a re-published alert goes out plainly.
-            where = (_partition_offset(source)
+            where = (_source(source)
                      if self.emitter is not None and stage == self.emitter.stage else None)
             if isinstance(result, Stored) and where is not None:
-                if await self._already_out(stage, raw, where[0], result.ready):
+                if await self._already_out(stage, raw, where[1], result.ready):
                     self.metrics.duplicates.labels(stage).inc()
                     await self._record_emitted(result.ready)
                     return
             if isinstance(result, Stored):
                 result = result.ready
             if isinstance(result, AnimationReady) and where is not None:
-                if await self._emit_in_transaction(stage, raw, result, *where):
+                if await self._emit_in_transaction(stage, raw, result, where):
                     await self._record_emitted(result)
             elif isinstance(result, AnimationReady):
                 await self._send(self.settings.topic_ready, result.alert_id, result.to_bytes())
@@ -193,7 +197,7 @@ class StageProcessor:
                 await self._send(self.settings.stage_topic(result.stage), result.alert_id,
                                  result.to_bytes())
         except SendRefused as exc:
-            await self.fail(stage, raw, exc, 1, result.alert_id)
+            await self.fail(stage, raw, exc, 1, result.alert_id, source)
 
     async def _already_out(self, stage: str, raw: bytes, partition: int,
                            ready: AnimationReady) -> bool:
@@ -208,20 +212,28 @@ class StageProcessor:
         return False
 
     async def _emit_in_transaction(self, stage: str, raw: bytes, ready: AnimationReady,
-                                   partition: int, offset: int) -> bool:
+                                   where: tuple[str, int, int]) -> bool:
         """The event, its CAP answer and the input offset, in one transaction. False when the
-        partition moved to another worker while this one was at it: the message is that
-        worker's now (it comes to it again), so nothing is sent and nothing is recorded.
+        partition moved to another worker while this one was at it. A retry first asks whether
+        the previous attempt's transaction committed after all (a commit whose answer was lost),
+        so a retry never sends the event twice."""
+        records = [(self.settings.topic_ready, ready.alert_id, ready.to_bytes()),
+                   *await self._cap_records(raw, ready)]
+        return await self._transact(
+            where, records, ready.alert_id,
+            went_out=partial(self._already_out, stage, raw, where[1], ready))
 
-        A retry first asks whether the previous attempt's transaction committed after all (a
-        commit whose answer was lost), so a retry never sends the event twice."""
-        records = [(self.settings.topic_ready, ready.alert_id, ready.to_bytes())]
-        update = await self._cap_update(raw, ready)
-        if update is not None:
-            records.append((self.settings.topic_cap, ready.alert_id, update))
+    async def _transact(self, where: tuple[str, int, int],
+                        records: list[tuple[str, str | None, bytes]], what: str | None,
+                        went_out: Callable[[], Awaitable[bool]]) -> bool:
+        """`records` and the offset after the input at `where` (topic, partition, offset), in one
+        transaction, retried while the broker is away. False when the partition moved to another
+        worker meanwhile: the input is that worker's now (it comes to it again), so nothing is
+        sent. Before trying again, `went_out()` says whether the last try committed after all."""
+        topic, partition, offset = where
 
         def on_retry(state):
-            log.warning("transaction for %s failed (attempt %d), retrying: %r", ready.alert_id,
+            log.warning("transaction for %s failed (attempt %d), retrying: %r", what,
                         state.attempt_number, state.outcome.exception())
         last: BaseException | None = None
         try:
@@ -230,39 +242,55 @@ class StageProcessor:
                     forever_if_transient=True, on_retry=on_retry):
                 with attempt:
                     if last is not None:
-                        if _fenced(last) and not self.owns(partition):
-                            log.info("partition %d moved while %s was completing; its new "
-                                     "owner sends it", partition, ready.alert_id)
+                        if _fenced(last) and not self.owns(topic, partition):
+                            log.info("%s:%d moved while %s was ending; its new owner sends it",
+                                     topic, partition, what)
                             return False
-                        if await self._already_out(stage, raw, partition, ready):
+                        if await went_out():
                             return True
                     try:
-                        await self.emitter.emit(partition, records, offset + 1)
+                        await self.emitter.emit(topic, partition, records, offset + 1)
                     except Exception as exc:
                         last = exc
                         raise
             return True
         except Exception as exc:  # noqa: BLE001 - every non-transient error is a refusal
-            raise SendRefused(f"the broker refused the completion of {ready.alert_id}: "
-                              f"{exc!r}") from exc
+            raise SendRefused(f"the broker refused the records of {what}: {exc!r}") from exc
+
+    async def _offset_passed(self, where: tuple[str, int, int]) -> bool:
+        """Whether the group's offset is past the input at `where`: only a transaction that
+        ended it commits that far while it is being processed."""
+        topic, partition, offset = where
+        try:
+            async for attempt in async_retrying(self.settings, retry_on=is_transient):
+                with attempt:
+                    return await self.emitter.committed(topic, partition) > offset
+        except Exception as exc:  # noqa: BLE001 - unsure: sending again beats losing it
+            log.warning("cannot read the offset of %s:%d (%r); sending again", topic, partition,
+                        exc)
+        return False
 
     async def _answer_cap(self, stage: str, raw: bytes, ready: AnimationReady) -> None:
         """An alert that came in as CAP is answered on the cap topic with a CAP Update carrying
         its renditions. Made from what is stored, so a redelivery sends the same message."""
-        update = await self._cap_update(raw, ready)
-        if update is not None:
-            await self._send(self.settings.topic_cap, ready.alert_id, update)
+        for topic, key, value in await self._cap_records(raw, ready):
+            if topic == self.settings.topic_failed:
+                await self._send_failure(key, value)
+            else:
+                await self._send(topic, key, value)
 
-    async def _cap_update(self, raw: bytes, ready: AnimationReady) -> bytes | None:
-        """The CAP Update answering an alert that came in as CAP (None for others); one that
+    async def _cap_records(self, raw: bytes, ready: AnimationReady) -> list:
+        """The CAP Update answering an alert that came in as CAP (nothing for others); one that
         cannot be made is a failure record of its own, and the event still goes out."""
         if ready.cap is None:
-            return None
+            return []
         try:
-            return await self._retried("cap", self.adapter.cap_answer, ready)
+            update = await self._retried("cap", self.adapter.cap_answer, ready)
         except Exhausted as gave_up:
-            await self.fail("cap", raw, gave_up.error, gave_up.attempts, ready.alert_id)
-            return None
+            record = await self._failure("cap", raw, gave_up.error, gave_up.attempts,
+                                         ready.alert_id)
+            return [(self.settings.topic_failed, ready.alert_id, record.to_bytes())]
+        return [(self.settings.topic_cap, ready.alert_id, update)]
 
     async def _record_emitted(self, ready: AnimationReady) -> None:
         """Retried through storage blips; if it still fails the cost is at most one duplicate
@@ -275,19 +303,40 @@ class StageProcessor:
 
     # -- failure records ---------------------------------------------------------------------
     async def fail(self, stage: str, raw: bytes, exc: BaseException, attempts: int,
-                   alert_id: str | None) -> None:
+                   alert_id: str | None, source: str = "") -> None:
+        """The input ends as a failure record. With an emitter and the input's place (`source`,
+        "topic:partition:offset"), the record and the input's offset commit in one transaction,
+        so a worker killed in between sends neither and the input's next owner sends one."""
+        record = await self._failure(stage, raw, exc, attempts, alert_id)
+        where = _source(source) if self.emitter is not None else None
+        if where is not None:
+            try:
+                await self._transact(where, [(self.settings.topic_failed, alert_id,
+                                              record.to_bytes())], alert_id or "an input",
+                                     went_out=partial(self._offset_passed, where))
+                return
+            except SendRefused as refused:
+                log.warning("%s; sending the failure record plainly", refused)
+        await self._send_failure(alert_id, record.to_bytes())
+
+    async def _failure(self, stage: str, raw: bytes, exc: BaseException, attempts: int,
+                       alert_id: str | None) -> FailureRecord:
         record = self._record(stage, raw, exc, attempts, alert_id)
         if len(record.to_bytes()) > self.settings.max_record_bytes:
             record = await self._cut(record, raw)
         self.metrics.failed.labels(stage, record.reason).inc()
         log.warning("alert %s failed at %s after %d attempt(s): %s", alert_id, stage, attempts,
                     record.reason)
+        return record
+
+    async def _send_failure(self, alert_id: str | None, value: bytes) -> None:
         try:
-            await self._send(self.settings.topic_failed, alert_id, record.to_bytes())
+            await self._send(self.settings.topic_failed, alert_id, value)
         except SendRefused:
             # The failed topic itself refuses: the log is the record of last resort.
+            record = FailureRecord.from_bytes(value)
             log.error("could not send the failure record of %s (%s at %s, payload sha256 %s)",
-                      alert_id, record.reason, stage, record.payload_sha256)
+                      alert_id, record.reason, record.stage, record.payload_sha256)
 
     def _record(self, stage, raw, exc, attempts, alert_id) -> FailureRecord:
         try:
@@ -320,9 +369,10 @@ class StageProcessor:
             "payload": payload, "payload_truncated": True, "payload_key": key,
             "message": record.message[:500]})
 
-    async def _fail_safely(self, stage: str, raw: bytes, exc: BaseException) -> None:
+    async def _fail_safely(self, stage: str, raw: bytes, exc: BaseException,
+                           source: str = "") -> None:
         try:
-            await self.fail(stage, raw, exc, 1, _alert_id(raw))
+            await self.fail(stage, raw, exc, 1, _alert_id(raw), source)
         except Exception:  # noqa: BLE001
             log.exception("could not record a failure at %s", stage)
 
@@ -335,11 +385,11 @@ def _fenced(exc: BaseException) -> bool:
     return isinstance(exc, (ProducerFenced, InvalidProducerEpoch))
 
 
-def _partition_offset(source: str) -> tuple[int, int] | None:
-    """(partition, offset) of a "topic:partition:offset" source, or None."""
+def _source(source: str) -> tuple[str, int, int] | None:
+    """(topic, partition, offset) of a "topic:partition:offset" source, or None."""
     try:
-        _, partition, offset = source.rsplit(":", 2)
-        return int(partition), int(offset)
+        topic, partition, offset = source.rsplit(":", 2)
+        return topic, int(partition), int(offset)
     except ValueError:
         return None
 

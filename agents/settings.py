@@ -52,9 +52,10 @@ class Settings(BaseSettings):
     # beginning of its payload. Stay under the broker's message.max.bytes (1 MiB by default).
     max_record_bytes: int = Field(default=1_000_000, ge=10_000)
 
-    # The last stage's completions (ready, its CAP answer) leave in a Kafka transaction with
-    # the input offset: consumers of `ready` that read with isolation.level=read_committed see
-    # each alert's event once (agents/emitter.py). Off: plain acknowledged sends.
+    # What ends an input (the last stage's completion and its CAP answer, or a failure record
+    # at any stage) leaves in a Kafka transaction with the input offset: consumers of `ready`
+    # and `failed` that read with isolation.level=read_committed see each record once
+    # (agents/emitter.py). Off: plain acknowledged sends.
     transactions: bool = True
     transaction_timeout_ms: int = Field(default=30_000, ge=1_000)
 

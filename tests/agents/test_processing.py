@@ -349,14 +349,21 @@ def test_a_compiling_worker_warms_up_before_it_counts_as_ready(tmp_path, monkeyp
 class FakeEmitter:
     """Records transactions; `out` answers whether an event is already on `ready`."""
 
-    def __init__(self, out: bool):
+    def __init__(self, out: bool, committed: int = -1):
         from pipeline import graph
 
         self.stage = graph.NAMES[-1]
         self.out, self.transactions, self.asked = out, [], []
+        self.records, self.committed_offset, self.offsets_asked = [], committed, []
 
-    async def emit(self, partition, records, next_offset):
+    async def emit(self, topic, partition, records, next_offset):
         self.transactions.append((partition, [t for t, _, _ in records], next_offset))
+        self.records.extend(records)
+        self.committed_offset = next_offset
+
+    async def committed(self, topic, partition):
+        self.offsets_asked.append((topic, partition))
+        return self.committed_offset
 
     async def already_out(self, partition, alert_id, run, since=None):
         assert since is not None  # read from when the completion was stored
@@ -437,11 +444,11 @@ class FlakyEmitter(FakeEmitter):
         super().__init__(out)
         self.error = error
 
-    async def emit(self, partition, records, next_offset):
+    async def emit(self, topic, partition, records, next_offset):
         if self.error is not None:
             error, self.error = self.error, None
             raise error
-        await super().emit(partition, records, next_offset)
+        await super().emit(topic, partition, records, next_offset)
 
 
 def finished_alert(tmp_path, alert_id):
@@ -474,7 +481,7 @@ def test_a_worker_fenced_off_a_partition_it_lost_leaves_the_alert_to_the_new_own
     proc, sent, ready = finished_alert(tmp_path, "tx4")
     (tmp_path / proc.adapter.ledger.emitted_key("tx4", ready.run)).unlink()
     proc.emitter = FlakyEmitter(ProducerFenced())
-    proc.owns = lambda partition: False
+    proc.owns = lambda topic, partition: False
     before = len(sent)
     last = graph.NAMES[-1]
     asyncio.run(proc._emit(last, b"{}", ready, 0.1, f"alertanim.stage.{last}:2:8"))
@@ -492,3 +499,78 @@ def test_a_fenced_producer_on_a_partition_still_owned_is_replaced_and_sends(tmp_
     asyncio.run(proc._emit(last, b"{}", ready, 0.1, f"alertanim.stage.{last}:1:2"))
     assert proc.emitter.transactions == [(1, ["ready"], 3)]
     assert proc.adapter.ledger.emitted("tx5", ready.run)
+
+
+@pytest.mark.parametrize("stage, source", [("ingest", "alerts:4:10"),
+                                           ("animate", "alertanim.stage.animate:2:6")])
+def test_a_failure_record_leaves_in_one_transaction_with_its_input_offset(tmp_path, stage,
+                                                                          source):
+    proc, sent = make(tmp_path)
+    proc.emitter = FakeEmitter(out=False)
+    asyncio.run(proc.process(stage, b"\xff\xfe not utf-8", source))
+    partition, offset = (int(x) for x in source.rsplit(":", 2)[1:])
+    assert proc.emitter.transactions == [(partition, ["failed"], offset + 1)]
+    [(_, _, value)] = proc.emitter.records
+    assert FailureRecord.from_bytes(value).payload_bytes == len(b"\xff\xfe not utf-8")
+    assert sent == []  # nothing plain: a worker killed before the commit sends neither
+
+
+def test_a_failure_whose_transaction_may_have_committed_is_not_sent_twice(tmp_path):
+    from aiokafka.errors import KafkaTimeoutError
+
+    proc, sent = make(tmp_path)
+
+    class CommittedThenTimedOut(FakeEmitter):
+        async def emit(self, topic, partition, records, next_offset):
+            await super().emit(topic, partition, records, next_offset)
+            if len(self.transactions) == 1:
+                raise KafkaTimeoutError()  # it committed, but the answer was lost
+
+    proc.emitter = CommittedThenTimedOut(out=False)
+    asyncio.run(proc.process("ingest", b"{not json", "alerts:1:20"))
+    assert proc.emitter.offsets_asked == [("alerts", 1)]  # the retry read the offset first
+    assert proc.emitter.transactions == [(1, ["failed"], 21)] and sent == []
+
+
+def test_a_failure_on_a_partition_that_moved_is_left_to_the_new_owner(tmp_path):
+    from aiokafka.errors import ProducerFenced
+
+    proc, sent = make(tmp_path)
+    proc.emitter = FlakyEmitter(ProducerFenced())
+    proc.owns = lambda topic, partition: (topic, partition) != ("alerts", 3)
+    asyncio.run(proc.process("ingest", b"{not json", "alerts:3:0"))
+    assert proc.emitter.transactions == [] and sent == []
+
+
+def test_a_failure_record_the_transaction_refuses_still_goes_out_plainly(tmp_path):
+    from aiokafka.errors import UnsupportedVersionError
+
+    proc, sent = make(tmp_path)
+    proc.emitter = FlakyEmitter(UnsupportedVersionError())
+    asyncio.run(proc.process("ingest", b"{not json", "alerts:0:2"))
+    [(topic, _, value)] = sent
+    assert topic == "failed" and FailureRecord.from_bytes(value).reason == "not_json"
+    assert proc.emitter.transactions == []
+
+
+def test_a_cap_answer_that_cannot_be_made_rides_in_the_completions_transaction(tmp_path,
+                                                                            monkeypatch):
+    from pipeline import graph
+    from .test_cap_flow import read
+
+    proc, sent = make(tmp_path)
+    proc.emitter = FakeEmitter(out=False)
+
+    def broken(ready):
+        raise ValueError("no CAP today")
+    monkeypatch.setattr(proc.adapter, "cap_answer", broken)
+    start = len(sent)
+    asyncio.run(proc.process("ingest", read("ipaws_evacuation_multilingual.xml"), "alerts:0:0"))
+    for stage in graph.NAMES:
+        for topic, _, value in list(sent[start:]):
+            if topic == proc.settings.stage_topic(stage):
+                asyncio.run(proc.process(stage, value, f"{topic}:1:7"))
+    # the event and the CAP answer's failure record, with the offset, in one transaction
+    assert proc.emitter.transactions == [(1, ["ready", "failed"], 8)]
+    record = FailureRecord.from_bytes(proc.emitter.records[1][2])
+    assert record.stage == "cap" and "no CAP today" in record.message

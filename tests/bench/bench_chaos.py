@@ -5,7 +5,8 @@ service should (isolation.level=read_committed).
     python -m tests.bench.bench_chaos                       # 200 alerts, 8 kills, starts Kafka + S3
     python -m tests.bench.bench_chaos --alerts 200 --kills 0   # the burst alone: peak RSS per worker
 
-Prints one JSON object: alerts, kills, lost, duplicated, failure records by reason, seconds,
+Prints one JSON object: alerts, kills, lost, duplicated, failure records by reason (and any
+input with none or more than one), seconds,
 and each worker's peak RSS (VmHWM) with its RSS after the warm-up and at the end. CI runs a
 smaller version (tests/stream/test_chaos.py) and requires 0 lost and 0 duplicated.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import hashlib
 import json
 import os
 import random
@@ -154,12 +156,17 @@ def run(pipeline, alerts: int, kills: int, seed: int = 0, hostile: bool = True,
     sampler.stop()
     ready = collections.Counter(r.key.decode() for r in got if r.topic == settings.topic_ready)
     failures = [json.loads(r.value) for r in got if r.topic == settings.topic_failed]
+    per_input = collections.Counter(f.get("payload_sha256") for f in failures)
+    hostile_shas = {hashlib.sha256(raw).hexdigest() for _, raw in bad}
     return {
         "alerts": alerts, "hostile_inputs": len(bad), "kills": done_kills,
         "completed": len(set(ready) & set(ids)),
         "lost": sorted(set(ids) - set(ready)),
         "duplicated": {k: n for k, n in ready.items() if n > 1},
         "failure_records_by_reason": dict(collections.Counter(f["reason"] for f in failures)),
+        # each hostile input ends in exactly one failure record
+        "hostile_without_record": len(hostile_shas - set(per_input)),
+        "duplicated_failure_records": {sha[:12]: n for sha, n in per_input.items() if n > 1},
         "failed_good_alerts": sorted({f.get("alert_id") for f in failures} & set(ids)),
         "seconds": round(seconds, 1),
         "alerts_per_minute": round(alerts / seconds * 60, 1),
