@@ -371,6 +371,19 @@ class FakeEmitter:
         return self.out
 
 
+def drive_cap_alert(proc, sent) -> None:
+    """A CAP alert through every stage, each stage's input at offset 7 of partition 1."""
+    from pipeline import graph
+    from .test_cap_flow import read
+
+    start = len(sent)
+    asyncio.run(proc.process("ingest", read("ipaws_evacuation_multilingual.xml"), "alerts:0:0"))
+    for stage in graph.NAMES:
+        for topic, _, value in list(sent[start:]):
+            if topic == proc.settings.stage_topic(stage):
+                asyncio.run(proc.process(stage, value, f"{topic}:1:7"))
+
+
 @pytest.mark.parametrize("out", [True, False])
 def test_a_stored_completion_without_its_marker_is_sent_only_if_not_already_out(tmp_path, out):
     from agents.adapter import Stored
@@ -392,18 +405,9 @@ def test_a_stored_completion_without_its_marker_is_sent_only_if_not_already_out(
 
 
 def test_a_fresh_completion_leaves_in_one_transaction_with_its_offset(tmp_path):
-    from pipeline import graph
-    from .test_cap_flow import drive, read
-
     proc, sent = make(tmp_path)
     proc.emitter = FakeEmitter(out=False)
-    last = graph.NAMES[-1]
-    start = len(sent)
-    asyncio.run(proc.process("ingest", read("ipaws_evacuation_multilingual.xml"), "alerts:0:0"))
-    for stage in graph.NAMES:
-        for topic, _, value in list(sent[start:]):
-            if topic == proc.settings.stage_topic(stage):
-                asyncio.run(proc.process(stage, value, f"{topic}:1:7"))
+    drive_cap_alert(proc, sent)
     # the event and its CAP answer in one transaction with the next offset; nothing sent plain
     assert proc.emitter.transactions == [(1, ["ready", "cap"], 8)]
     assert proc.emitter.asked == []
@@ -555,21 +559,13 @@ def test_a_failure_record_the_transaction_refuses_still_goes_out_plainly(tmp_pat
 
 def test_a_cap_answer_that_cannot_be_made_rides_in_the_completions_transaction(tmp_path,
                                                                             monkeypatch):
-    from pipeline import graph
-    from .test_cap_flow import read
-
     proc, sent = make(tmp_path)
     proc.emitter = FakeEmitter(out=False)
 
     def broken(ready):
         raise ValueError("no CAP today")
     monkeypatch.setattr(proc.adapter, "cap_answer", broken)
-    start = len(sent)
-    asyncio.run(proc.process("ingest", read("ipaws_evacuation_multilingual.xml"), "alerts:0:0"))
-    for stage in graph.NAMES:
-        for topic, _, value in list(sent[start:]):
-            if topic == proc.settings.stage_topic(stage):
-                asyncio.run(proc.process(stage, value, f"{topic}:1:7"))
+    drive_cap_alert(proc, sent)
     # the event and the CAP answer's failure record, with the offset, in one transaction
     assert proc.emitter.transactions == [(1, ["ready", "failed"], 8)]
     record = FailureRecord.from_bytes(proc.emitter.records[1][2])
