@@ -28,7 +28,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--json")
     args = ap.parse_args(argv)
 
-    from deploy.local.harness import KafkaBroker, S3Server
+    from deploy.local.harness import KafkaBroker, S3Proxy
     from tests.bench.bench_pipeline import pct
     from pipeline.models import load_models
     from pipeline.config import MethodConfig
@@ -53,7 +53,7 @@ def main(argv=None) -> dict:
         inproc.append(time.perf_counter() - t0)
 
     broker = KafkaBroker().start()
-    s3 = S3Server().start()
+    s3 = S3Proxy().start()  # the tests' S3 server: on disk, with auth
     figures: dict = {"steps": args.steps}
     try:
         p = Pipeline(broker, s3, cache, method={"steps": args.steps})
@@ -100,7 +100,7 @@ def main(argv=None) -> dict:
         for w in (worker, second):
             w.stop()
     finally:
-        s3.stop()
+        s3.cleanup()
         broker.cleanup()
 
     print(f"alertanim stream benchmark (tiny preset, CPU, {args.steps} steps, "
