@@ -118,19 +118,23 @@ class StageProcessor:
                     await self._one(stage, raw, partial(self.adapter.ingest, raw, source, key),
                                     source)
                 return
-            msgs, kept, kept_sources = [], [], []
+            msgs, kept, kept_sources, refused = [], [], [], []
             for raw, source in zip(raws, sources):
                 try:
                     msgs.append(self.adapter.decode(stage, raw))
                     kept.append(raw)
                     kept_sources.append(source)
                 except AlertanimError as exc:
-                    await self.fail(stage, raw, exc, 1, exc.alert_id, source)
+                    refused.append((raw, exc, source))
             if len(msgs) == 1:
                 await self._one(stage, kept[0], partial(self.adapter.run_stage, stage, msgs),
                                 kept_sources[0])
             elif msgs:
                 await self._batch(stage, msgs, kept, kept_sources)
+            # Refusals last: a failure record's transaction commits its input's offset, which
+            # must not pass an earlier message of the batch whose result is not yet sent.
+            for raw, exc, source in refused:
+                await self.fail(stage, raw, exc, 1, exc.alert_id, source)
         except Exception as exc:  # noqa: BLE001 - last line of defence: record, never drop
             log.exception("unexpected error at %s", stage)
             for raw, source in zip(raws, sources):

@@ -570,3 +570,25 @@ def test_a_cap_answer_that_cannot_be_made_rides_in_the_completions_transaction(t
     assert proc.emitter.transactions == [(1, ["ready", "failed"], 8)]
     record = FailureRecord.from_bytes(proc.emitter.records[1][2])
     assert record.stage == "cap" and "no CAP today" in record.message
+
+
+def test_a_refused_message_in_a_batch_commits_only_after_the_batch_results_are_sent(tmp_path,
+                                                                                      tiny):
+    proc, sent = make(tmp_path)
+    raws = [advance_to(proc, sent, "generate", f"o{i}", "fire") for i in range(2)]
+    before = len(sent)
+    order = []
+
+    class Ordered(FakeEmitter):
+        async def emit(self, topic, partition, records, next_offset):
+            order.append(("transaction", len(sent) - before))
+            await super().emit(topic, partition, records, next_offset)
+    proc.emitter = Ordered(out=False)
+    topic = proc.settings.stage_topic("generate")
+    # the refused message comes first on its partition; the good ones after it
+    asyncio.run(proc.process_many("generate", [b"{broken", *raws],
+                                  [f"{topic}:0:10", f"{topic}:0:11", f"{topic}:0:12"]))
+    assert [k for _, k, _ in sent[before:]] == ["o0", "o1"]
+    # its transaction (committing offset 11) came after both results were sent
+    assert order == [("transaction", 2)]
+    assert proc.emitter.transactions == [(0, ["failed"], 11)]
