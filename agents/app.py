@@ -95,12 +95,35 @@ def create_app(settings: Settings, adapter: Adapter | None = None) -> faust.App:
         except Exception:  # noqa: BLE001 - no consumer yet: nothing is owned
             return False
 
+    def committing(topic: str, partition: int, next_offset: int) -> None:
+        """Faust commits offsets from its own acks and knows nothing of our transactions: a
+        commit of an earlier ack landing after a transaction would move the group's offset back
+        (and a kill then would bring an ended input round again). From here on it commits this
+        partition only past the transaction's offset."""
+        from faust.types import TP
+
+        try:
+            committed = app.consumer._committed_offset
+        except Exception:  # noqa: BLE001 - no consumer yet
+            return
+        tp = TP(topic, partition)
+        if (committed.get(tp) or -1) < next_offset:
+            committed[tp] = next_offset
+
     processor = StageProcessor(settings, adapter, send, metrics, executor, emitter=emitter,
-                               owns=owns if emitter is not None else None)
+                               owns=owns if emitter is not None else None,
+                               committing=committing if emitter is not None else None)
     if emitter is not None:
         @app.on_partitions_revoked.connect
         async def drop_emit_producers(app, revoked, **kwargs) -> None:
             emitter.revoked((tp.topic, tp.partition) for tp in revoked)
+
+        @app.on_before_shutdown.connect
+        async def close_emit_producers(app, **kwargs) -> None:
+            try:
+                await asyncio.wait_for(emitter.close(), 10)
+            except Exception as exc:  # noqa: BLE001 - shutting down regardless
+                log.warning("transactional producers did not close cleanly: %r", exc)
 
     def make_agent(stage: str):
         if batched(settings, stage):

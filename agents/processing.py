@@ -42,7 +42,8 @@ class StageProcessor:
     def __init__(self, settings, adapter: Adapter, send: Send, metrics: Metrics | None = None,
                  executor: Executor | None = None, cpu_executor: Executor | None = None,
                  emitter: Emitter | None = None,
-                 owns: Callable[[str, int], bool] | None = None):
+                 owns: Callable[[str, int], bool] | None = None,
+                 committing: Callable[[str, int, int], None] | None = None):
         self.settings = settings
         self.adapter = adapter
         self.send = send
@@ -52,6 +53,9 @@ class StageProcessor:
         self.emitter = emitter
         # whether this worker still owns an input partition (topic, partition)
         self.owns = owns or (lambda topic, partition: True)
+        # told (topic, partition, next offset) before a transaction commits an input's offset,
+        # so the consumer's own commits never move that partition's offset back below it
+        self.committing = committing or (lambda topic, partition, next_offset: None)
         self.metrics = metrics or Metrics()
         # One thread owns the GPU; the CPU stages (ingest, subject, animate) and the completion
         # markers run beside it, so one alert's GIF encodes while the next one denoises.
@@ -63,10 +67,11 @@ class StageProcessor:
         return self.executor if uses_gpu(stage) else self.cpu_executor
 
     # -- the retry policy, applied -----------------------------------------------------------
-    async def _retried(self, stage: str, fn, *args):
+    async def _retried(self, stage: str, fn, *args, executor: Executor | None = None):
         """`fn(*args)` on the stage's executor under the policy: what waiting can fix is retried
         until the deadline; other errors get MAX_ATTEMPTS tries; invalid input none."""
         loop = asyncio.get_running_loop()
+        executor = executor or self.executor_for(stage)
 
         def on_retry(state):
             self.metrics.retries.labels(stage).inc()
@@ -80,7 +85,7 @@ class StageProcessor:
                     on_retry=on_retry):
                 with attempt:
                     tries += 1
-                    return await loop.run_in_executor(self.executor_for(stage), fn, *args)
+                    return await loop.run_in_executor(executor, fn, *args)
         except Exception as exc:  # noqa: BLE001
             raise Exhausted(exc, tries) from exc
 
@@ -112,32 +117,43 @@ class StageProcessor:
         GPU) costs only itself."""
         sources = sources or [""] * len(raws)
         keys = keys or [None] * len(raws)
+        ended = 0  # messages whose outcome was sent
         try:
             if stage == INGEST:
                 for raw, source, key in zip(raws, sources, keys):
                     await self._one(stage, raw, partial(self.adapter.ingest, raw, source, key),
                                     source)
+                    ended += 1
                 return
-            msgs, kept, kept_sources, refused = [], [], [], []
-            for raw, source in zip(raws, sources):
+            # Decoding reads the ledger (a CAP alert's cancellation): off the event loop, under
+            # the retry policy, so a store blip is waited out instead of failing the batch.
+            decoded: list[StageMessage | Exhausted] = []
+            for raw in raws:
                 try:
-                    msgs.append(self.adapter.decode(stage, raw))
-                    kept.append(raw)
-                    kept_sources.append(source)
-                except AlertanimError as exc:
-                    refused.append((raw, exc, source))
-            if len(msgs) == 1:
-                await self._one(stage, kept[0], partial(self.adapter.run_stage, stage, msgs),
-                                kept_sources[0])
-            elif msgs:
-                await self._batch(stage, msgs, kept, kept_sources)
-            # Refusals last: a failure record's transaction commits its input's offset, which
-            # must not pass an earlier message of the batch whose result is not yet sent.
-            for raw, exc, source in refused:
-                await self.fail(stage, raw, exc, 1, exc.alert_id, source)
+                    decoded.append(await self._retried(stage, self.adapter.decode, stage, raw,
+                                                       executor=self.cpu_executor))
+                except Exhausted as gave_up:
+                    decoded.append(gave_up)
+            msgs = [m for m in decoded if isinstance(m, StageMessage)]
+            results, elapsed = None, 0.0
+            if len(msgs) > 1:
+                results, elapsed = await self._batch(stage, msgs)
+            done = iter(results or [])
+            # Outcomes in input order: a failure record's transaction commits its input's
+            # offset, which must not pass an earlier message whose result is not yet sent.
+            for raw, source, m in zip(raws, sources, decoded):
+                if isinstance(m, Exhausted):
+                    await self.fail(stage, raw, m.error, m.attempts,
+                                    getattr(m.error, "alert_id", None) or _alert_id(raw), source)
+                elif results is not None:
+                    await self._emit(stage, raw, next(done), elapsed, source)
+                else:  # alone, or its batch failed: one at a time
+                    await self._one(stage, raw, partial(self.adapter.run_stage, stage, [m]),
+                                    source)
+                ended += 1
         except Exception as exc:  # noqa: BLE001 - last line of defence: record, never drop
             log.exception("unexpected error at %s", stage)
-            for raw, source in zip(raws, sources):
+            for raw, source in zip(raws[ended:], sources[ended:]):
                 await self._fail_safely(stage, raw, exc, source)
 
     async def _one(self, stage: str, raw: bytes, call, source: str = "") -> None:
@@ -152,8 +168,9 @@ class StageProcessor:
         for one in (result if isinstance(result, list) else [result]):
             await self._emit(stage, raw, one, time.perf_counter() - t0, source)
 
-    async def _batch(self, stage: str, msgs: list[StageMessage], raws: list[bytes],
-                     sources: list[str]) -> None:
+    async def _batch(self, stage: str, msgs: list[StageMessage]) -> tuple[list | None, float]:
+        """One model call for `msgs`: their results and the seconds it took, or None when the
+        batch failed (its messages then run one at a time)."""
         loop = asyncio.get_running_loop()
         t0 = time.perf_counter()
         try:
@@ -162,14 +179,9 @@ class StageProcessor:
         except Exception as exc:  # noqa: BLE001 - fall back to one at a time
             log.info("batch of %d at %s failed (%r); running them one by one", len(msgs),
                      stage, exc)
-            for msg, raw, source in zip(msgs, raws, sources):
-                await self._one(stage, raw, partial(self.adapter.run_stage, stage, [msg]),
-                                source)
-            return
+            return None, 0.0
         self.metrics.batch_size.labels(stage).observe(len(msgs))
-        elapsed = time.perf_counter() - t0
-        for raw, result, source in zip(raws, results, sources):
-            await self._emit(stage, raw, result, elapsed, source)
+        return results, time.perf_counter() - t0
 
     async def _emit(self, stage: str, raw: bytes, result, seconds: float,
                     source: str = "") -> None:
@@ -246,13 +258,14 @@ class StageProcessor:
                     forever_if_transient=True, on_retry=on_retry):
                 with attempt:
                     if last is not None:
-                        if _fenced(last) and not self.owns(topic, partition):
+                        if not self.owns(topic, partition):
                             log.info("%s:%d moved while %s was ending; its new owner sends it",
                                      topic, partition, what)
                             return False
                         if await went_out():
                             return True
                     try:
+                        self.committing(topic, partition, offset + 1)
                         await self.emitter.emit(topic, partition, records, offset + 1)
                     except Exception as exc:
                         last = exc

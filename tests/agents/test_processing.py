@@ -355,9 +355,11 @@ class FakeEmitter:
         self.stage = graph.NAMES[-1]
         self.out, self.transactions, self.asked = out, [], []
         self.records, self.committed_offset, self.offsets_asked = [], committed, []
+        self.inputs = []  # the input (topic, partition) of each transaction
 
     async def emit(self, topic, partition, records, next_offset):
         self.transactions.append((partition, [t for t, _, _ in records], next_offset))
+        self.inputs.append((topic, partition))
         self.records.extend(records)
         self.committed_offset = next_offset
 
@@ -511,9 +513,15 @@ def test_a_failure_record_leaves_in_one_transaction_with_its_input_offset(tmp_pa
                                                                           source):
     proc, sent = make(tmp_path)
     proc.emitter = FakeEmitter(out=False)
+    told = []
+    proc.committing = lambda *where: told.append(where)
     asyncio.run(proc.process(stage, b"\xff\xfe not utf-8", source))
-    partition, offset = (int(x) for x in source.rsplit(":", 2)[1:])
+    topic, partition, offset = source.rsplit(":", 2)
+    partition, offset = int(partition), int(offset)
     assert proc.emitter.transactions == [(partition, ["failed"], offset + 1)]
+    assert proc.emitter.inputs == [(topic, partition)]
+    # the consumer was told first, so its own commits never go back below the transaction's
+    assert told == [(topic, partition, offset + 1)]
     [(_, _, value)] = proc.emitter.records
     assert FailureRecord.from_bytes(value).payload_bytes == len(b"\xff\xfe not utf-8")
     assert sent == []  # nothing plain: a worker killed before the commit sends neither
@@ -572,8 +580,8 @@ def test_a_cap_answer_that_cannot_be_made_rides_in_the_completions_transaction(t
     assert record.stage == "cap" and "no CAP today" in record.message
 
 
-def test_a_refused_message_in_a_batch_commits_only_after_the_batch_results_are_sent(tmp_path,
-                                                                                      tiny):
+def test_a_batchs_outcomes_leave_in_input_order_so_a_committed_offset_passes_only_ended_ones(
+        tmp_path, tiny):
     proc, sent = make(tmp_path)
     raws = [advance_to(proc, sent, "generate", f"o{i}", "fire") for i in range(2)]
     before = len(sent)
@@ -581,14 +589,61 @@ def test_a_refused_message_in_a_batch_commits_only_after_the_batch_results_are_s
 
     class Ordered(FakeEmitter):
         async def emit(self, topic, partition, records, next_offset):
-            order.append(("transaction", len(sent) - before))
+            order.append(("committed", next_offset, [k for _, k, _ in sent[before:]]))
             await super().emit(topic, partition, records, next_offset)
     proc.emitter = Ordered(out=False)
     topic = proc.settings.stage_topic("generate")
-    # the refused message comes first on its partition; the good ones after it
-    asyncio.run(proc.process_many("generate", [b"{broken", *raws],
+    asyncio.run(proc.process_many("generate", [raws[0], b"{broken", raws[1]],
                                   [f"{topic}:0:10", f"{topic}:0:11", f"{topic}:0:12"]))
     assert [k for _, k, _ in sent[before:]] == ["o0", "o1"]
-    # its transaction (committing offset 11) came after both results were sent
-    assert order == [("transaction", 2)]
-    assert proc.emitter.transactions == [(0, ["failed"], 11)]
+    # the refusal's transaction commits offset 12: o0 (offset 10) was sent before it
+    assert order == [("committed", 12, ["o0"])]
+
+
+def test_failures_in_one_batch_commit_offsets_that_only_go_up(tmp_path, tiny):
+    proc, sent = make(tmp_path, max_attempts=1)
+    raws = [advance_to(proc, sent, "generate", f"u{i}", "fire") for i in range(3)]
+    real = proc.adapter.run_stage
+
+    def fussy(stage, msgs):
+        if len(msgs) > 1 or msgs[0].alert_id == "u1":
+            raise RuntimeError("out of memory for this batch")
+        return real(stage, msgs)
+    proc.adapter.run_stage = fussy
+    proc.emitter = FakeEmitter(out=False)
+    topic = proc.settings.stage_topic("generate")
+    asyncio.run(proc.process_many("generate", [b"{broken", *raws],
+                                  [f"{topic}:2:{n}" for n in range(20, 24)]))
+    # the refusal at 20, then u1 (offset 22) failing after u0 went on
+    assert proc.emitter.transactions == [(2, ["failed"], 21), (2, ["failed"], 23)]
+    assert proc.emitter.inputs == [(topic, 2), (topic, 2)]
+
+
+def test_a_retry_on_a_partition_no_longer_owned_sends_nothing(tmp_path):
+    from aiokafka.errors import KafkaTimeoutError
+
+    proc, sent = make(tmp_path)
+    proc.emitter = FlakyEmitter(KafkaTimeoutError())
+    proc.owns = lambda topic, partition: False  # lost in a rebalance while the broker was away
+    asyncio.run(proc.process("ingest", b"{not json", "alerts:5:1"))
+    assert proc.emitter.transactions == [] and proc.emitter.offsets_asked == [] and sent == []
+
+
+def test_a_store_blip_while_reading_a_batch_is_waited_out(tmp_path, tiny):
+    from schemas.errors import StoreUnavailable
+
+    proc, sent = make(tmp_path)
+    raws = [advance_to(proc, sent, "generate", f"w{i}", "fire") for i in range(2)]
+    real, calls = proc.adapter.decode, []
+
+    def blip(stage, raw):
+        calls.append(raw)
+        if len(calls) == 1:
+            raise StoreUnavailable("the store is restarting")
+        return real(stage, raw)
+    proc.adapter.decode = blip
+    before = len(sent)
+    asyncio.run(proc.process_many("generate", raws))
+    assert sorted(k for _, k, _ in sent[before:]) == ["w0", "w1"]  # no failure record
+    assert len(calls) == 3 and proc.metrics.value("alertanim_stage_retries_total",
+                                                   stage="generate") == 1
