@@ -95,20 +95,9 @@ def create_app(settings: Settings, adapter: Adapter | None = None) -> faust.App:
         except Exception:  # noqa: BLE001 - no consumer yet: nothing is owned
             return False
 
-    def committing(topic: str, partition: int, next_offset: int) -> None:
-        """Faust commits offsets from its own acks and knows nothing of our transactions: a
-        commit of an earlier ack landing after a transaction would move the group's offset back
-        (and a kill then would bring an ended input round again). From here on it commits this
-        partition only past the transaction's offset."""
-        from faust.types import TP
-
-        try:
-            committed = app.consumer._committed_offset
-        except Exception:  # noqa: BLE001 - no consumer yet
-            return
-        tp = TP(topic, partition)
-        if (committed.get(tp) or -1) < next_offset:
-            committed[tp] = next_offset
+    async def committing(topic: str, partition: int, next_offset: int) -> None:
+        if owns(topic, partition):
+            await hold_commits(app.consumer, topic, partition, next_offset)
 
     processor = StageProcessor(settings, adapter, send, metrics, executor, emitter=emitter,
                                owns=owns if emitter is not None else None,
@@ -235,6 +224,29 @@ def create_app(settings: Settings, adapter: Adapter | None = None) -> faust.App:
         return web.bytes(metrics.render(), content_type="text/plain; version=0.0.4")
 
     return app
+
+
+async def hold_commits(consumer, topic: str, partition: int, next_offset: int) -> None:
+    """Faust commits offsets from its own acks and knows nothing of our transactions: a commit
+    of an earlier ack landing after a transaction would move the group's offset back (and a kill
+    then would bring an ended input round again). Before a transaction commits `next_offset`,
+    Faust is held from committing this partition at or below the input's own offset, and a
+    commit of its already under way is waited out. The input's ack still counts, so Faust's own
+    commit after it equals the transaction's."""
+    from faust.types import TP
+
+    committed = getattr(consumer, "_committed_offset", None)
+    if committed is None:
+        return
+    tp, floor = TP(topic, partition), next_offset - 1
+
+    def hold() -> None:
+        current = committed.get(tp)
+        if current is None or current < floor:
+            committed[tp] = floor
+    hold()
+    await consumer.maybe_wait_for_commit_to_finish()
+    hold()  # a commit that was under way wrote its own, lower, value
 
 
 def _where(message) -> str:

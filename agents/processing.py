@@ -43,7 +43,7 @@ class StageProcessor:
                  executor: Executor | None = None, cpu_executor: Executor | None = None,
                  emitter: Emitter | None = None,
                  owns: Callable[[str, int], bool] | None = None,
-                 committing: Callable[[str, int, int], None] | None = None):
+                 committing: Callable[[str, int, int], Awaitable[None]] | None = None):
         self.settings = settings
         self.adapter = adapter
         self.send = send
@@ -53,9 +53,9 @@ class StageProcessor:
         self.emitter = emitter
         # whether this worker still owns an input partition (topic, partition)
         self.owns = owns or (lambda topic, partition: True)
-        # told (topic, partition, next offset) before a transaction commits an input's offset,
-        # so the consumer's own commits never move that partition's offset back below it
-        self.committing = committing or (lambda topic, partition, next_offset: None)
+        # awaited with (topic, partition, next offset) before a transaction commits an input's
+        # offset, so the consumer's own commits never move that partition's offset back below it
+        self.committing = committing or _nothing
         self.metrics = metrics or Metrics()
         # One thread owns the GPU; the CPU stages (ingest, subject, animate) and the completion
         # markers run beside it, so one alert's GIF encodes while the next one denoises.
@@ -265,7 +265,7 @@ class StageProcessor:
                         if await went_out():
                             return True
                     try:
-                        self.committing(topic, partition, offset + 1)
+                        await self.committing(topic, partition, offset + 1)
                         await self.emitter.emit(topic, partition, records, offset + 1)
                     except Exception as exc:
                         last = exc
@@ -392,6 +392,10 @@ class StageProcessor:
             await self.fail(stage, raw, exc, 1, _alert_id(raw), source)
         except Exception:  # noqa: BLE001
             log.exception("could not record a failure at %s", stage)
+
+
+async def _nothing(*args) -> None:
+    return None
 
 
 def _fenced(exc: BaseException) -> bool:

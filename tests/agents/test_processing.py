@@ -514,7 +514,10 @@ def test_a_failure_record_leaves_in_one_transaction_with_its_input_offset(tmp_pa
     proc, sent = make(tmp_path)
     proc.emitter = FakeEmitter(out=False)
     told = []
-    proc.committing = lambda *where: told.append(where)
+
+    async def committing(*where):
+        told.append(where)
+    proc.committing = committing
     asyncio.run(proc.process(stage, b"\xff\xfe not utf-8", source))
     topic, partition, offset = source.rsplit(":", 2)
     partition, offset = int(partition), int(offset)
@@ -647,3 +650,24 @@ def test_a_store_blip_while_reading_a_batch_is_waited_out(tmp_path, tiny):
     assert sorted(k for _, k, _ in sent[before:]) == ["w0", "w1"]  # no failure record
     assert len(calls) == 3 and proc.metrics.value("alertanim_stage_retries_total",
                                                    stage="generate") == 1
+
+
+def test_faust_is_held_from_moving_a_partition_back_below_a_transactions_offset():
+    """What `hold_commits` relies on in Faust's own consumer: once held at an input's offset,
+    Faust will not commit up to it from earlier acks (that commit, landing after the
+    transaction's, would move the group back), and the input's own ack then commits as far as
+    the transaction did."""
+    import faust
+    from faust.types import TP
+
+    from agents.app import hold_commits
+
+    consumer = faust.App("hold-test", broker="kafka://127.0.0.1:1").consumer
+    tp = TP("alertanim.stage.animate", 3)
+    consumer._acked[tp].extend([7, 8])  # acked, not yet committed by Faust
+    asyncio.run(hold_commits(consumer, tp.topic, tp.partition, 10))  # the input is offset 9
+    assert consumer._new_offset(tp) == 9 and not consumer._should_commit(tp, 9)
+    consumer._acked[tp].append(9)  # the input's ack
+    assert consumer._new_offset(tp) == 10 and consumer._should_commit(tp, 10)
+    asyncio.run(hold_commits(consumer, tp.topic, tp.partition, 4))  # never lowers the hold
+    assert not consumer._should_commit(tp, 9)
