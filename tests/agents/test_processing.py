@@ -280,16 +280,21 @@ def test_a_batch_of_alerts_gives_one_result_each(tmp_path, tiny, stage):
     assert proc.metrics.value("alertanim_stage_batch_size_sum", stage=stage) == 3
 
 
-def test_a_failing_batch_is_retried_one_alert_at_a_time(tmp_path, tiny):
-    proc, sent = make(tmp_path, max_attempts=1)
-    raws = [advance_to(proc, sent, "generate", f"c{i}", "fire") for i in range(3)]
+def fail_batches_and(proc, alert_id: str) -> None:
+    """The adapter refuses every batch of more than one message, and `alert_id` alone."""
     real = proc.adapter.run_stage
 
     def fussy(stage, msgs):
-        if len(msgs) > 1 or msgs[0].alert_id == "c1":
+        if len(msgs) > 1 or msgs[0].alert_id == alert_id:
             raise RuntimeError("out of memory for this batch")
         return real(stage, msgs)
     proc.adapter.run_stage = fussy
+
+
+def test_a_failing_batch_is_retried_one_alert_at_a_time(tmp_path, tiny):
+    proc, sent = make(tmp_path, max_attempts=1)
+    raws = [advance_to(proc, sent, "generate", f"c{i}", "fire") for i in range(3)]
+    fail_batches_and(proc, "c1")
     before = len(sent)
     asyncio.run(proc.process_many("generate", raws))
     topics = {key: topic for topic, key, _ in sent[before:]}
@@ -606,13 +611,7 @@ def test_a_batchs_outcomes_leave_in_input_order_so_a_committed_offset_passes_onl
 def test_failures_in_one_batch_commit_offsets_that_only_go_up(tmp_path, tiny):
     proc, sent = make(tmp_path, max_attempts=1)
     raws = [advance_to(proc, sent, "generate", f"u{i}", "fire") for i in range(3)]
-    real = proc.adapter.run_stage
-
-    def fussy(stage, msgs):
-        if len(msgs) > 1 or msgs[0].alert_id == "u1":
-            raise RuntimeError("out of memory for this batch")
-        return real(stage, msgs)
-    proc.adapter.run_stage = fussy
+    fail_batches_and(proc, "u1")
     proc.emitter = FakeEmitter(out=False)
     topic = proc.settings.stage_topic("generate")
     asyncio.run(proc.process_many("generate", [b"{broken", *raws],
