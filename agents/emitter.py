@@ -63,6 +63,12 @@ class Emitter:
     def _lock(self, tp: tuple[str, int]) -> asyncio.Lock:
         return self._locks.setdefault(tp, asyncio.Lock())
 
+    async def _fence(self, tp: tuple[str, int]) -> None:
+        """Start the input partition's producer: registering its transactional id settles
+        whatever an earlier producer under it left open, so what is read next is final."""
+        async with self._lock(tp):
+            await self._producer(tp)
+
     async def _drop(self, tp: tuple[str, int]) -> None:
         producer = self._producers.pop(tp, None)
         if producer is not None:
@@ -102,13 +108,13 @@ class Emitter:
     async def committed(self, topic: str, partition: int) -> int:
         """The group's committed offset of an input partition (-1 for none). A transaction that
         committed an input's offset leaves it past that input: what a retry asks when the
-        answer to a commit was lost. Starts the partition's producer first, so no earlier
-        owner's transaction is still open."""
+        answer to a commit was lost. A failed try dropped its producer, so this starts a fresh
+        one first, which settles whatever that try (or an earlier owner) left open: committed
+        or aborted, never pending."""
         from aiokafka.admin import AIOKafkaAdminClient
         from aiokafka.structs import TopicPartition
 
-        async with self._lock((topic, partition)):
-            await self._producer((topic, partition))
+        await self._fence((topic, partition))
         tp = TopicPartition(topic, partition)
         admin = AIOKafkaAdminClient(**self.settings.kafka_client_kwargs())
         await admin.start()
@@ -129,9 +135,7 @@ class Emitter:
         from aiokafka import AIOKafkaConsumer
         from aiokafka.structs import TopicPartition
 
-        tp = (self.source_topic, partition)
-        async with self._lock(tp):
-            await self._producer(tp)
+        await self._fence((self.source_topic, partition))
         topic = self.settings.topic_ready
         consumer = AIOKafkaConsumer(**self.settings.kafka_client_kwargs(), group_id=None,
                                     enable_auto_commit=False, isolation_level="read_committed")
