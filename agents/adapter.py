@@ -20,19 +20,19 @@ from typing import Any, NamedTuple
 from PIL import Image
 from pydantic import TypeAdapter
 
-from pipeline import __version__ as PIPELINE_VERSION
-from pipeline import graph
-from pipeline.animate import Animation
-from pipeline.quality import assess
-from pipeline.report import render_report
-from pipeline.stage import Context, Kind, Port, Stage
-from pipeline.subject import alt_text
-from pipeline.workflow import AlertRun
-from schemas import (Alert, AnimationReady, CapAlert, CapResource, ImageRefs, InvalidAlert,
+from alertanim.pipeline import __version__ as PIPELINE_VERSION
+from alertanim.pipeline import graph
+from alertanim.pipeline.animate import Animation
+from alertanim.pipeline.quality import assess
+from alertanim.pipeline.report import render_report
+from alertanim.pipeline.stage import Context, Kind, Port, Stage
+from alertanim.pipeline.subject import alt_text
+from alertanim.pipeline.workflow import AlertRun
+from alertanim.schemas import (Alert, AnimationReady, CapAlert, CapResource, ImageRefs, InvalidAlert,
                      InvalidMessage,
                      NotAnimated, Quality, Rendition, Report, StageMessage, Value, cap_alert_id,
                      cap_update, is_cap, parse_alert, parse_cap)
-from schemas.cap import alert_to_animate
+from alertanim.schemas.cap import alert_to_animate
 
 from .host import ModelHost
 from .ledger import Claim, Ledger, run_id, seed_for

@@ -15,8 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 import faust
 from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 
-from pipeline import graph
-from schemas.errors import ArtifactMissing
+from alertanim.pipeline import graph
+from alertanim.schemas.errors import ArtifactMissing
 
 from .adapter import Adapter
 from .emitter import Emitter

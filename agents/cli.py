@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from pipeline.accel import COMPILE_MODES
+from alertanim.pipeline.accel import COMPILE_MODES
 
 
 def _progress(stream=sys.stderr):
@@ -26,7 +26,7 @@ def _progress(stream=sys.stderr):
 
 def _method_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per field of the method's settings, made from `MethodConfig` itself."""
-    from pipeline.config import MethodConfig
+    from alertanim.pipeline.config import MethodConfig
 
     group = parser.add_argument_group("the method (pipeline.config.MethodConfig)")
     for name, field in MethodConfig.model_fields.items():
@@ -40,7 +40,7 @@ def _method_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _method(args: argparse.Namespace):
-    from pipeline.config import MethodConfig
+    from alertanim.pipeline.config import MethodConfig
 
     return MethodConfig(**{name: getattr(args, name) for name in MethodConfig.model_fields
                            if getattr(args, name) is not None})
@@ -61,7 +61,7 @@ def _unwritable(paths) -> str | None:
 def cmd_run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from schemas import InvalidAlert, parse_alert
+    from alertanim.schemas import InvalidAlert, parse_alert
 
     if (args.text is None) == (args.cap is None):
         print("alertanim: give the alert's text or --cap FILE (one of them)", file=sys.stderr)
@@ -96,9 +96,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"alertanim: {problem}", file=sys.stderr)
         return 2
 
-    from pipeline.accel import FastPath, tune
-    from pipeline.models import ModelsUnavailable, deterministic, load_models, resolve_device
-    from pipeline.workflow import run_workflow
+    from alertanim.pipeline.accel import FastPath, tune
+    from alertanim.pipeline.models import ModelsUnavailable, deterministic, load_models, resolve_device
+    from alertanim.pipeline.workflow import run_workflow
 
     deterministic()
     device, dtype = resolve_device(args.device, args.dtype)
@@ -128,7 +128,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         Path(args.out_cap).write_bytes(_cap_answer(cap_document, result, summary))
         summary["out_cap"] = args.out_cap
     if args.report:
-        from pipeline.report import render_report
+        from alertanim.pipeline.report import render_report
 
         Path(args.report).write_text(render_report(result, config), encoding="utf-8")
         summary["report"] = args.report
@@ -147,9 +147,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _from_cap(path: str):
     """The CAP document in `path` and the Alert the stream would animate from it."""
-    from agents.settings import CAP_LANGUAGES
-    from schemas import parse_cap
-    from schemas.cap import alert_to_animate
+    from alertanim.agents.settings import CAP_LANGUAGES
+    from alertanim.schemas import parse_cap
+    from alertanim.schemas.cap import alert_to_animate
 
     document = Path(path).read_bytes()
     return document, alert_to_animate(parse_cap(document), CAP_LANGUAGES)
@@ -160,7 +160,7 @@ def _cap_answer(document: bytes, result, summary: dict) -> bytes:
     import time
     from datetime import datetime, timezone
 
-    from schemas import CapResource, cap_update
+    from alertanim.schemas import CapResource, cap_update
 
     written = {"image/gif": summary["out"], "image/webp": summary.get("out_webp"),
                "video/mp4": summary.get("out_mp4"), "image/jpeg": summary.get("out_jpeg")}
@@ -174,7 +174,7 @@ def _cap_answer(document: bytes, result, summary: dict) -> bytes:
 
 
 def cmd_export_models(args: argparse.Namespace) -> int:
-    from pipeline.models import ModelsUnavailable, export_models, load_models
+    from alertanim.pipeline.models import ModelsUnavailable, export_models, load_models
 
     try:
         models = load_models(args.models)  # the weights as published

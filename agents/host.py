@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import threading
 
-from pipeline import graph
-from pipeline.accel import FastPath, tune
-from pipeline.models import DEFAULT_IDS, Models, deterministic, load_models, resolve_device
+from alertanim.pipeline import graph
+from alertanim.pipeline.accel import FastPath, tune
+from alertanim.pipeline.models import DEFAULT_IDS, Models, deterministic, load_models, resolve_device
 
 
 class ModelHost:

@@ -25,10 +25,10 @@ import re
 import time
 from dataclasses import dataclass
 
-from pipeline import __version__ as PIPELINE_VERSION
-from pipeline.animate import EXTENSIONS
-from pipeline.config import MethodConfig
-from schemas import Alert, AnimationReady, ImageRefs, InvalidAlert, InvalidMessage, StageMessage
+from alertanim.pipeline import __version__ as PIPELINE_VERSION
+from alertanim.pipeline.animate import EXTENSIONS
+from alertanim.pipeline.config import MethodConfig
+from alertanim.schemas import Alert, AnimationReady, ImageRefs, InvalidAlert, InvalidMessage, StageMessage
 
 from .storage import ObjectStore
 

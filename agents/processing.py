@@ -15,8 +15,8 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from functools import partial
 
-from schemas import AnimationReady, FailureRecord, StageMessage
-from schemas.errors import AlertanimError, InvalidInput, SendRefused
+from alertanim.schemas import AnimationReady, FailureRecord, StageMessage
+from alertanim.schemas.errors import AlertanimError, InvalidInput, SendRefused
 
 from .adapter import Adapter, Stored
 from .emitter import Emitter

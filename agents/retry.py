@@ -18,7 +18,7 @@ import logging
 from tenacity import (AsyncRetrying, RetryCallState, Retrying, retry_if_exception,
                       stop_after_attempt, stop_after_delay, wait_random_exponential)
 
-from schemas.errors import AlertanimError
+from alertanim.schemas.errors import AlertanimError
 
 log = logging.getLogger("alertanim")
 

@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from pipeline.config import MethodConfig
+from alertanim.pipeline.config import MethodConfig
 
 # English first (its own words become the prompt), then the other languages the subject's
 # lexicon reads (pipeline/lexicon.py).

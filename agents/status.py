@@ -17,8 +17,8 @@ from collections import OrderedDict, deque
 from dataclasses import asdict, dataclass
 from urllib.parse import quote
 
-from pipeline import graph
-from schemas import AnimationReady, FailureRecord, StageMessage
+from alertanim.pipeline import graph
+from alertanim.schemas import AnimationReady, FailureRecord, StageMessage
 
 from .topology import INGEST
 

@@ -17,7 +17,7 @@ from typing import Protocol
 
 from PIL import Image
 
-from schemas.errors import ArtifactMissing, StoreRefused, StoreUnavailable
+from alertanim.schemas.errors import ArtifactMissing, StoreRefused, StoreUnavailable
 
 # S3 error codes that waiting can fix; any 5xx is treated the same.
 TRANSIENT_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout",

@@ -196,7 +196,7 @@ async def _send(settings, records: list[bytes], keys: list[str]) -> None:
 def cmd_send(args: argparse.Namespace) -> int:
     from datetime import datetime, timezone
 
-    from schemas import Alert
+    from alertanim.schemas import Alert
 
     settings = _settings()
     if (args.text is None) == (args.cap is None):
@@ -205,7 +205,7 @@ def cmd_send(args: argparse.Namespace) -> int:
     if args.cap is not None:
         from pathlib import Path
 
-        from schemas import InvalidAlert, parse_cap
+        from alertanim.schemas import InvalidAlert, parse_cap
 
         try:
             document = Path(args.cap).read_bytes()

@@ -8,7 +8,7 @@ the process's one GPU thread, the others on CPU threads beside it.
 
 from __future__ import annotations
 
-from pipeline import graph
+from alertanim.pipeline import graph
 
 INGEST = "ingest"
 STAGES: tuple[str, ...] = (INGEST, *graph.NAMES)

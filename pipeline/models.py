@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from schemas.errors import ModelsUnavailable
+from alertanim.schemas.errors import ModelsUnavailable
 
 DEFAULT_IDS = {
     "sd": "stable-diffusion-v1-5/stable-diffusion-v1-5",

@@ -3,9 +3,9 @@
 The payload schemas are the models' own JSON Schemas, so the document cannot drift from the code;
 `schemas/asyncapi.json` is this module's output, committed for readers and tools that take a file:
 
-    python -m schemas.asyncapi            # print it
-    python -m schemas.asyncapi --write    # regenerate schemas/asyncapi.json
-    python -m schemas.asyncapi --check    # exit 1 when the committed file is out of date
+    python -m alertanim.schemas.asyncapi            # print it
+    python -m alertanim.schemas.asyncapi --write    # regenerate schemas/asyncapi.json
+    python -m alertanim.schemas.asyncapi --check    # exit 1 when the committed file is out of date
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from .ready import AnimationReady
 from .stage import StageMessage
 
 PATH = Path(__file__).with_name("asyncapi.json")
-COMMAND = "python -m schemas.asyncapi --write"
+COMMAND = "python -m alertanim.schemas.asyncapi --write"
 
 # The graph's stage names (`pipeline.graph.NAMES`, checked equal by the tests): importing the
 # graph loads torch, which a contract must not need.
@@ -248,7 +248,7 @@ def render(doc: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m schemas.asyncapi", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m alertanim.schemas.asyncapi", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--write", action="store_true", help=f"write {PATH.name} beside this module")

@@ -24,7 +24,7 @@ def model_cache(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny(model_cache):
-    from pipeline.models import load_models
+    from alertanim.pipeline.models import load_models
 
     return load_models("tiny", cache_dir=model_cache)
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from agents.topology import STAGES
-from schemas import AnimationReady, FailureRecord, StageMessage, parse_cap
-from schemas.cap import cap_alert_id
+from alertanim.agents.topology import STAGES
+from alertanim.schemas import AnimationReady, FailureRecord, StageMessage, parse_cap
+from alertanim.schemas.cap import cap_alert_id
 
 from .test_processing import Sent, make
 
@@ -166,7 +166,7 @@ def test_run_cap_animates_the_document_and_writes_its_update(tmp_path, model_cac
 
     out, answer = tmp_path / "a.gif", tmp_path / "answer.xml"
     proc = subprocess.run(
-        [sys.executable, "-m", "agents.cli", "run", "--cap",
+        [sys.executable, "-m", "alertanim.agents.cli", "run", "--cap",
          str(CAP / "ipaws_evacuation_multilingual.xml"), "--models", "tiny", "--out", str(out),
          "--out-cap", str(answer), "--json", "--candidates", "2", "--variants", "3",
          "--frames", "2", "--steps", "2", "--quiet"],
@@ -187,7 +187,7 @@ def test_run_refuses_hostile_cap_before_loading_models(tmp_path):
 
     bomb = tmp_path / "bomb.xml"
     bomb.write_bytes(b'<!DOCTYPE a [<!ENTITY x "x"><!ENTITY y "&x;&x;">]><alert>&y;</alert>')
-    proc = subprocess.run([sys.executable, "-m", "agents.cli", "run", "--cap", str(bomb),
+    proc = subprocess.run([sys.executable, "-m", "alertanim.agents.cli", "run", "--cap", str(bomb),
                            "--out", str(tmp_path / "x.gif")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "xml_entities" in proc.stderr

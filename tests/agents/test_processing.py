@@ -7,13 +7,13 @@ import string
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
-from agents.adapter import Adapter
-from agents.host import ModelHost
-from agents.processing import StageProcessor
-from agents.settings import Settings
-from agents.storage import LocalStore
-from agents.topology import parse_stages
-from schemas import FailureRecord, StageMessage, StoreUnavailable
+from alertanim.agents.adapter import Adapter
+from alertanim.agents.host import ModelHost
+from alertanim.agents.processing import StageProcessor
+from alertanim.agents.settings import Settings
+from alertanim.agents.storage import LocalStore
+from alertanim.agents.topology import parse_stages
+from alertanim.schemas import FailureRecord, StageMessage, StoreUnavailable
 
 SMALL = {"steps": 2, "candidates": 2, "variants": 2, "frames": 2}
 
@@ -330,7 +330,7 @@ def test_animation_runs_beside_the_gpu_stages(tmp_path):
 
 
 def test_a_compiling_worker_warms_up_before_it_counts_as_ready(tmp_path, monkeypatch, tiny):
-    import agents.host
+    import alertanim.agents.host
 
     calls = []
 
@@ -338,7 +338,7 @@ def test_a_compiling_worker_warms_up_before_it_counts_as_ready(tmp_path, monkeyp
         assert not host.ready  # readiness waits for the warm-up
         calls.append((list(sizes), list(names)))
         return []
-    monkeypatch.setattr(agents.host.graph, "warm_up", record)
+    monkeypatch.setattr(alertanim.agents.host.graph, "warm_up", record)
     settings = Settings(store="local", local_dir=str(tmp_path), models="tiny", compile="default",
                         batch_max=3, stages="ingest,subject,generate,score")
     host = ModelHost(settings, parse_stages(settings.stages))
@@ -355,7 +355,7 @@ class FakeEmitter:
     """Records transactions; `out` answers whether an event is already on `ready`."""
 
     def __init__(self, out: bool, committed: int = -1):
-        from pipeline import graph
+        from alertanim.pipeline import graph
 
         self.stage = graph.NAMES[-1]
         self.out, self.transactions, self.asked = out, [], []
@@ -380,7 +380,7 @@ class FakeEmitter:
 
 def drive_cap_alert(proc, sent) -> None:
     """A CAP alert through every stage, each stage's input at offset 7 of partition 1."""
-    from pipeline import graph
+    from alertanim.pipeline import graph
     from .test_cap_flow import read
 
     start = len(sent)
@@ -393,9 +393,9 @@ def drive_cap_alert(proc, sent) -> None:
 
 @pytest.mark.parametrize("out", [True, False])
 def test_a_stored_completion_without_its_marker_is_sent_only_if_not_already_out(tmp_path, out):
-    from agents.adapter import Stored
-    from pipeline import graph
-    from schemas import AnimationReady
+    from alertanim.agents.adapter import Stored
+    from alertanim.pipeline import graph
+    from alertanim.schemas import AnimationReady
     from .test_cap_flow import drive
 
     proc, sent = make(tmp_path)
@@ -463,7 +463,7 @@ class FlakyEmitter(FakeEmitter):
 
 
 def finished_alert(tmp_path, alert_id):
-    from schemas import AnimationReady
+    from alertanim.schemas import AnimationReady
     from .test_cap_flow import drive
 
     proc, sent = make(tmp_path)
@@ -475,7 +475,7 @@ def finished_alert(tmp_path, alert_id):
 @pytest.mark.parametrize("out", [True, False])
 def test_a_retry_after_an_unclear_commit_asks_first(tmp_path, out):
     from aiokafka.errors import KafkaTimeoutError
-    from pipeline import graph
+    from alertanim.pipeline import graph
 
     proc, sent, ready = finished_alert(tmp_path, "tx3")
     proc.emitter = FlakyEmitter(KafkaTimeoutError(), out=out)
@@ -487,7 +487,7 @@ def test_a_retry_after_an_unclear_commit_asks_first(tmp_path, out):
 
 def test_a_worker_fenced_off_a_partition_it_lost_leaves_the_alert_to_the_new_owner(tmp_path):
     from aiokafka.errors import ProducerFenced
-    from pipeline import graph
+    from alertanim.pipeline import graph
 
     proc, sent, ready = finished_alert(tmp_path, "tx4")
     (tmp_path / proc.adapter.ledger.emitted_key("tx4", ready.run)).unlink()
@@ -502,7 +502,7 @@ def test_a_worker_fenced_off_a_partition_it_lost_leaves_the_alert_to_the_new_own
 
 def test_a_fenced_producer_on_a_partition_still_owned_is_replaced_and_sends(tmp_path):
     from aiokafka.errors import ProducerFenced
-    from pipeline import graph
+    from alertanim.pipeline import graph
 
     proc, sent, ready = finished_alert(tmp_path, "tx5")
     proc.emitter = FlakyEmitter(ProducerFenced())
@@ -632,7 +632,7 @@ def test_a_retry_on_a_partition_no_longer_owned_sends_nothing(tmp_path):
 
 
 def test_a_store_blip_while_reading_a_batch_is_waited_out(tmp_path, tiny):
-    from schemas.errors import StoreUnavailable
+    from alertanim.schemas.errors import StoreUnavailable
 
     proc, sent = make(tmp_path)
     raws = [advance_to(proc, sent, "generate", f"w{i}", "fire") for i in range(2)]
@@ -659,7 +659,7 @@ def test_faust_is_held_from_moving_a_partition_back_below_a_transactions_offset(
     import faust
     from faust.types import TP
 
-    from agents.app import hold_commits
+    from alertanim.agents.app import hold_commits
 
     consumer = faust.App("hold-test", broker="kafka://127.0.0.1:1").consumer
     tp = TP("alertanim.stage.animate", 3)

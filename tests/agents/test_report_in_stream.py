@@ -5,7 +5,7 @@ import json
 import re
 from pathlib import Path
 
-from schemas import AnimationReady
+from alertanim.schemas import AnimationReady
 
 from .test_cap_flow import drive, records
 from .test_processing import SMALL, make
@@ -51,11 +51,11 @@ def test_reports_can_be_turned_off(tmp_path):
 
 
 def test_a_report_that_cannot_be_drawn_does_not_cost_the_alert(tmp_path, monkeypatch):
-    import agents.adapter
+    import alertanim.agents.adapter
 
     def broken(run, config):
         raise ValueError("plotting failed")
-    monkeypatch.setattr(agents.adapter, "render_report", broken)
+    monkeypatch.setattr(alertanim.agents.adapter, "render_report", broken)
     proc, sent = make(tmp_path)
     out = drive(proc, sent, json.dumps({"id": "r4", "text": "Tsunami warning"}).encode())
     ready = ready_of(out)

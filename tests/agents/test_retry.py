@@ -4,9 +4,9 @@ import pytest
 from aiokafka.errors import (KafkaConnectionError, KafkaTimeoutError, MessageSizeTooLargeError,
                              NotLeaderForPartitionError, TopicAuthorizationFailedError)
 
-from agents.retry import is_transient, retrying
-from agents.settings import Settings
-from schemas import InvalidAlert, SendRefused, StoreRefused, StoreUnavailable
+from alertanim.agents.retry import is_transient, retrying
+from alertanim.agents.settings import Settings
+from alertanim.schemas import InvalidAlert, SendRefused, StoreRefused, StoreUnavailable
 
 
 def wrapped(inner: BaseException) -> BaseException:

@@ -3,9 +3,9 @@ through the `run` command's flags."""
 
 import pytest
 
-from agents.cli import _method, build_parser
-from agents.settings import Settings
-from pipeline.config import MethodConfig
+from alertanim.agents.cli import _method, build_parser
+from alertanim.agents.settings import Settings
+from alertanim.pipeline.config import MethodConfig
 
 
 def changed(name, field):
@@ -62,9 +62,9 @@ def test_an_unknown_security_protocol_is_refused():
 def test_the_version_comes_from_the_package_metadata():
     from importlib.metadata import version
 
-    import pipeline
+    import alertanim.pipeline
 
-    assert pipeline.__version__ == version("alertanim")
+    assert alertanim.pipeline.__version__ == version("alertanim")
 
 
 # -- Kafka security ---------------------------------------------------------------------------
@@ -186,7 +186,7 @@ def test_the_faust_app_gets_the_same_tls_and_login(pki):
 
     import faust
 
-    from agents.app import _credentials
+    from alertanim.agents.app import _credentials
 
     sasl = _credentials(Settings(**SASL, ssl_cafile=str(pki["ca"]),
                                  ssl_certfile=str(pki["cert"]), ssl_keyfile=str(pki["key"]),
@@ -206,8 +206,8 @@ def test_the_faust_app_gets_the_same_tls_and_login(pki):
 
 
 def test_the_worker_refuses_bad_settings_in_one_line_without_the_secret(monkeypatch, capsys):
-    from agents.cli import main
-    from agents.stream_cli import EXIT_SETTINGS
+    from alertanim.agents.cli import main
+    from alertanim.agents.stream_cli import EXIT_SETTINGS
 
     for key, value in {**SASL, "security_protocol": "SASL_PLAINTEXT"}.items():
         monkeypatch.setenv(f"ALERTANIM_{key.upper()}", value)
@@ -218,8 +218,8 @@ def test_the_worker_refuses_bad_settings_in_one_line_without_the_secret(monkeypa
 
 
 def test_the_worker_names_a_missing_ca_file_before_it_connects(monkeypatch, capsys, tmp_path):
-    from agents.cli import main
-    from agents.stream_cli import EXIT_CONFIG
+    from alertanim.agents.cli import main
+    from alertanim.agents.stream_cli import EXIT_CONFIG
 
     for key, value in {**SASL, "ssl_cafile": str(tmp_path / "no-ca.pem"),
                        "broker": "kafka://127.0.0.1:1"}.items():

@@ -2,9 +2,9 @@
 
 import time
 
-from agents.settings import Settings
-from agents.status import Board, render_status
-from schemas import Alert, AnimationReady, FailureRecord, StageMessage, Value
+from alertanim.agents.settings import Settings
+from alertanim.agents.status import Board, render_status
+from alertanim.schemas import Alert, AnimationReady, FailureRecord, StageMessage, Value
 
 S = Settings()
 

@@ -4,9 +4,9 @@ S3-compatible server."""
 
 import pytest
 
-from agents.storage import LocalStore, S3Store
-from schemas import StoreRefused, StoreUnavailable
-from schemas.errors import ArtifactMissing
+from alertanim.agents.storage import LocalStore, S3Store
+from alertanim.schemas import StoreRefused, StoreUnavailable
+from alertanim.schemas.errors import ArtifactMissing
 
 
 @pytest.fixture(params=["local", "s3"])

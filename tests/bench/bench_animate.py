@@ -26,11 +26,11 @@ import time
 import numpy as np
 from PIL import Image
 
-from pipeline.animate import (encode_gif, encode_mp4, encode_poster, encode_renditions,
+from alertanim.pipeline.animate import (encode_gif, encode_mp4, encode_poster, encode_renditions,
                               encode_webp, inbetween_shown)
-from pipeline.composite import feathered_alpha, keep_static
-from pipeline.config import MethodConfig
-from pipeline.mask import random_mask
+from alertanim.pipeline.composite import feathered_alpha, keep_static
+from alertanim.pipeline.config import MethodConfig
+from alertanim.pipeline.mask import random_mask
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
 

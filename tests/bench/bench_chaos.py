@@ -183,7 +183,7 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
 
     from deploy.local.harness import KafkaBroker, S3Proxy
-    from pipeline.models import load_models
+    from alertanim.pipeline.models import load_models
     from tests.stream.conftest import Pipeline
 
     cache = Path(os.environ.get("ALERTANIM_CACHE") or tempfile.mkdtemp(prefix="alertanim-cache-"))

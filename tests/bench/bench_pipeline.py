@@ -32,15 +32,15 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 from PIL import Image
 
-from pipeline.accel import COMPILE_MODES, FastPath, psnr, tune
-from pipeline.config import MethodConfig
-from pipeline.generate import generate_candidates
-from pipeline.mask import STAGE as MASK
-from pipeline.models import load_models, resolve_device
-from pipeline.sample import masked_variants
-from pipeline.stage import Context
-from pipeline.subject import primary_subject
-from pipeline.workflow import CPU_PART, MODEL_PART, advance, run_workflow, run_workflow_batch
+from alertanim.pipeline.accel import COMPILE_MODES, FastPath, psnr, tune
+from alertanim.pipeline.config import MethodConfig
+from alertanim.pipeline.generate import generate_candidates
+from alertanim.pipeline.mask import STAGE as MASK
+from alertanim.pipeline.models import load_models, resolve_device
+from alertanim.pipeline.sample import masked_variants
+from alertanim.pipeline.stage import Context
+from alertanim.pipeline.subject import primary_subject
+from alertanim.pipeline.workflow import CPU_PART, MODEL_PART, advance, run_workflow, run_workflow_batch
 from tests.bench.flops import H200_BF16_TFLOPS
 
 TEXTS = [

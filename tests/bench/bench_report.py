@@ -27,10 +27,10 @@ def main(argv=None) -> dict:
     import torch
     from PIL import Image
 
-    from pipeline.config import MethodConfig
-    from pipeline.models import load_models
-    from pipeline.report import render_report
-    from pipeline.workflow import AlertRun, run_workflow
+    from alertanim.pipeline.config import MethodConfig
+    from alertanim.pipeline.models import load_models
+    from alertanim.pipeline.report import render_report
+    from alertanim.pipeline.workflow import AlertRun, run_workflow
 
     torch.set_num_threads(1)
     cache = Path(os.environ.get("ALERTANIM_CACHE") or tempfile.mkdtemp(prefix="alertanim-cache-"))

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.select import _subset_layers, select_path, select_path_in_order
+from alertanim.pipeline.select import _subset_layers, select_path, select_path_in_order
 
 WIDTH = 768  # ViT-B/16 hidden size
 

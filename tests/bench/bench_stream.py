@@ -33,10 +33,10 @@ def main(argv=None) -> dict:
 
     from deploy.local.harness import KafkaBroker, S3Proxy
     from tests.bench.bench_pipeline import pct
-    from pipeline.models import load_models
-    from pipeline.config import MethodConfig
-    from pipeline.workflow import run_workflow
-    from schemas import AnimationReady
+    from alertanim.pipeline.models import load_models
+    from alertanim.pipeline.config import MethodConfig
+    from alertanim.pipeline.workflow import run_workflow
+    from alertanim.schemas import AnimationReady
     from tests.stream.conftest import Pipeline, alert_bytes, consume, publish
 
     cache = Path(os.environ.get("ALERTANIM_CACHE") or tempfile.mkdtemp(prefix="alertanim-cache-"))

@@ -14,8 +14,8 @@ import argparse
 
 import torch
 
-from pipeline.presets import _specs
-from pipeline.config import MethodConfig
+from alertanim.pipeline.presets import _specs
+from alertanim.pipeline.config import MethodConfig
 
 H200_BF16_TFLOPS = 790.0
 TOKENS = 77

@@ -20,7 +20,7 @@ def unet_flops_per_image(models, size: int) -> float:
 
 
 def test_benchmark_prints_every_figure_from_one_run(tiny, tmp_path, capsys):
-    from pipeline.config import MethodConfig
+    from alertanim.pipeline.config import MethodConfig
     from tests.bench import bench_pipeline
 
     out = tmp_path / "figures.json"
@@ -67,7 +67,7 @@ def test_benchmark_prints_every_figure_from_one_run(tiny, tmp_path, capsys):
 
 def test_counted_workload_matches_a_real_run(tiny):
     """The per-model arithmetic, multiplied out, is what a whole alert actually executes."""
-    from pipeline.config import MethodConfig
+    from alertanim.pipeline.config import MethodConfig
     from tests.bench import bench_pipeline, flops
 
     config = MethodConfig(candidates=3, variants=4, frames=3, steps=4)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.config import MethodConfig
+from alertanim.pipeline.config import MethodConfig
 
 CONFIG = MethodConfig(candidates=3, variants=4, frames=3, inbetween=1, steps=2)
 
@@ -39,8 +39,8 @@ class Dom(HTMLParser):
 
 @pytest.fixture(scope="module")
 def report(tiny, artifacts):
-    from pipeline.report import render_report
-    from pipeline.workflow import run_workflow
+    from alertanim.pipeline.report import render_report
+    from alertanim.pipeline.workflow import run_workflow
 
     run = run_workflow(tiny, "Flash flood warning: move to higher ground now", seed=5,
                        config=CONFIG)

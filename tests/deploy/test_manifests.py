@@ -82,7 +82,7 @@ def test_keda_scales_on_lag_within_the_partitions():
 
 
 def test_topics_job_and_roles_cover_every_stage():
-    from agents.topology import STAGES
+    from alertanim.agents.topology import STAGES
 
     covered = []
     for dep in by_kind("Deployment"):

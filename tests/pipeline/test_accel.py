@@ -4,10 +4,10 @@ images within rounding of the plain path's."""
 import pytest
 from PIL import Image
 
-from pipeline.accel import COMPILE_MODES, FastPath, psnr, tune
-from pipeline.generate import generate_candidates
-from pipeline.models import load_models
-from pipeline.sample import masked_variants
+from alertanim.pipeline.accel import COMPILE_MODES, FastPath, psnr, tune
+from alertanim.pipeline.generate import generate_candidates
+from alertanim.pipeline.models import load_models
+from alertanim.pipeline.sample import masked_variants
 
 FAITHFUL_DB = 50.0  # fp32 against fp32: only summation order differs
 
@@ -81,15 +81,15 @@ def test_fast_path_names_and_defaults():
 def test_worker_settings_offer_the_same_compile_modes():
     import typing
 
-    from agents.settings import Settings
+    from alertanim.agents.settings import Settings
 
     assert typing.get_args(Settings.model_fields["compile"].annotation) == COMPILE_MODES
     assert Settings.model_fields["fast_path"].default == "auto"
 
 
 def test_warm_up_runs_every_batch_shape_the_worker_will_see(tiny):
-    from pipeline.config import MethodConfig
-    from pipeline.graph import warm_up
+    from alertanim.pipeline.config import MethodConfig
+    from alertanim.pipeline.graph import warm_up
 
     config = MethodConfig(candidates=3, variants=2)
     seen = []

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageSequence
 
-from pipeline.animate import (EXTENSIONS, MIN_SIDE, clip_length, crossfade, encode_gif,
+from alertanim.pipeline.animate import (EXTENSIONS, MIN_SIDE, clip_length, crossfade, encode_gif,
                               encode_mp4, encode_poster, encode_renditions, encode_webp,
                               gif_ladder, inbetween_shown)
-from pipeline.config import MethodConfig
+from alertanim.pipeline.config import MethodConfig
 from tests.bench.bench_animate import PHOTOS, key_frames
 
 
@@ -34,7 +34,7 @@ def shown_frames(data):
 def full_frame_gif(anim, frames, inbetween, loop=True):
     """The GIF of `anim`'s rung with every frame stored whole: the same palette and frames, no
     deltas."""
-    from pipeline.animate import _palette
+    from alertanim.pipeline.animate import _palette
 
     keys = [f.resize((anim.width, anim.height), Image.Resampling.LANCZOS)
             if f.size != (anim.width, anim.height) else f for f in frames]
@@ -96,7 +96,7 @@ def test_webp_is_animated():
 def test_gif_takes_the_first_rung_of_the_ladder_that_fits():
     # Changed with the delta frames: a rung is now encoded as `encode_gif` stores it (palette
     # with a transparent entry, deltas, key frames held for the in-betweens left out).
-    from pipeline.animate import _deltas, _gif, _indexed, _palette, _transparent, frame_durations
+    from alertanim.pipeline.animate import _deltas, _gif, _indexed, _palette, _transparent, frame_durations
 
     frames = noisy_frames(6)
     budget = len(encode_gif(frames, inbetween=2, max_bytes=10_000_000).data) // 3
@@ -115,7 +115,7 @@ def test_gif_takes_the_first_rung_of_the_ladder_that_fits():
 
 
 def test_gif_sizes_rungs_from_a_probe_before_encoding_them_whole(monkeypatch):
-    import pipeline.animate as animate
+    import alertanim.pipeline.animate as animate
 
     whole = []
     real = animate._gif

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageSequence
 
-from pipeline.composite import feathered_alpha, keep_static, static_change
-from pipeline.config import MethodConfig
-from pipeline.workflow import run_workflow
+from alertanim.pipeline.composite import feathered_alpha, keep_static, static_change
+from alertanim.pipeline.config import MethodConfig
+from alertanim.pipeline.workflow import run_workflow
 
 SMALL = MethodConfig(candidates=2, variants=4, frames=3, inbetween=1, steps=3)
 

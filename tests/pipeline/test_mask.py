@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.mask import dilate, random_mask, subject_mask, subject_probability
+from alertanim.pipeline.mask import dilate, random_mask, subject_mask, subject_probability
 
 
 @pytest.mark.parametrize("shape, cell", [((512, 512), 8), ((64, 64), 2), ((100, 60), 8)])

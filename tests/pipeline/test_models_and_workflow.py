@@ -6,9 +6,9 @@ import sys
 import pytest
 from PIL import Image
 
-from pipeline.config import MethodConfig
-from pipeline.models import ModelsUnavailable, load_models
-from pipeline.workflow import run_workflow
+from alertanim.pipeline.config import MethodConfig
+from alertanim.pipeline.models import ModelsUnavailable, load_models
+from alertanim.pipeline.workflow import run_workflow
 
 SMALL = MethodConfig(candidates=3, variants=4, frames=3, inbetween=1, steps=3)
 
@@ -44,7 +44,7 @@ def test_not_a_directory_is_refused():
 
 
 def test_generate_batches_candidates_at_native_size(tiny):
-    from pipeline.generate import generate_candidates
+    from alertanim.pipeline.generate import generate_candidates
 
     images = generate_candidates(tiny.text2img, "fire", n=4, seed=1, steps=2, size=64)
     assert len(images) == 4 and all(i.size == (64, 64) for i in images)
@@ -57,7 +57,7 @@ def test_generate_batches_candidates_at_native_size(tiny):
 def test_masked_sampling_changes_only_inside_the_mask_region(tiny):
     import numpy as np
 
-    from pipeline.sample import masked_variants
+    from alertanim.pipeline.sample import masked_variants
 
     image = Image.new("RGB", (64, 64), (90, 140, 200))
     mask = np.zeros((64, 64), dtype=np.uint8)
@@ -75,7 +75,7 @@ def test_masked_sampling_changes_only_inside_the_mask_region(tiny):
 def test_each_alert_image_is_encoded_once_for_all_its_variants(tiny):
     import numpy as np
 
-    from pipeline.sample import encode_images, masked_variants_batch
+    from alertanim.pipeline.sample import encode_images, masked_variants_batch
 
     encoder = tiny.inpaint.vae.encoder
     rows = []
@@ -130,7 +130,7 @@ def test_same_seed_same_bytes(tiny):
 def test_cli_run_writes_gif_and_summary(tmp_path, model_cache):
     out = tmp_path / "fire.gif"
     proc = subprocess.run(
-        [sys.executable, "-m", "agents.cli", "run", "서울 강남구 화재 발생, 대피하세요",
+        [sys.executable, "-m", "alertanim.agents.cli", "run", "서울 강남구 화재 발생, 대피하세요",
          "--models", "tiny", "--out", str(out), "--json", "--candidates", "3", "--variants", "4",
          "--frames", "3", "--steps", "3"],
         capture_output=True, text=True, timeout=300, check=True)
@@ -143,7 +143,7 @@ def test_cli_run_writes_gif_and_summary(tmp_path, model_cache):
 
 
 def test_the_subject_stage_reads_event_codes_and_language(tiny):
-    from pipeline.workflow import run_workflow_batch
+    from alertanim.pipeline.workflow import run_workflow_batch
 
     runs = run_workflow_batch(
         tiny, ["Take shelter now.", "Alerta: incendio forestal cerca de la autopista", "Hello"],
@@ -159,7 +159,7 @@ def test_the_subject_stage_reads_event_codes_and_language(tiny):
 
 def test_cli_refuses_a_malformed_event_code(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "agents.cli", "run", "Take shelter", "--event-code", "TOR",
+        [sys.executable, "-m", "alertanim.agents.cli", "run", "Take shelter", "--event-code", "TOR",
          "--models", "tiny", "--out", str(tmp_path / "x.gif")],
         capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "event_codes" in proc.stderr
@@ -168,7 +168,7 @@ def test_cli_refuses_a_malformed_event_code(tmp_path):
 
 def test_cli_without_checkpoints_exits_with_a_message(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "agents.cli", "run", "fire", "--out", str(tmp_path / "x.gif")],
+        [sys.executable, "-m", "alertanim.agents.cli", "run", "fire", "--out", str(tmp_path / "x.gif")],
         capture_output=True, text=True, timeout=300,
         env={**__import__("os").environ, "HF_HOME": str(tmp_path)})
     assert proc.returncode == 2
@@ -176,8 +176,8 @@ def test_cli_without_checkpoints_exits_with_a_message(tmp_path):
 
 
 def test_exported_directory_loads_and_gives_the_same_images(tiny, tmp_path):
-    from pipeline.generate import generate_candidates
-    from pipeline.models import export_models
+    from alertanim.pipeline.generate import generate_candidates
+    from alertanim.pipeline.models import export_models
 
     export_models(tiny, tmp_path / "models")
     again = load_models(str(tmp_path / "models"))
@@ -196,7 +196,7 @@ def test_random_full_preset_has_the_published_architectures():
     from transformers import (CLIPConfig, CLIPModel, CLIPSegConfig, CLIPSegForImageSegmentation,
                               CLIPTextConfig, CLIPTextModel, ViTConfig, ViTModel)
 
-    from pipeline.presets import _specs
+    from alertanim.pipeline.presets import _specs
 
     spec = _specs("random-full", vocab=514)
 
@@ -216,8 +216,8 @@ def test_random_full_preset_has_the_published_architectures():
 def test_alerts_batched_together_get_their_own_images(tiny):
     import numpy as np
 
-    from pipeline.generate import generate_batch, generate_candidates
-    from pipeline.sample import masked_variants, masked_variants_batch
+    from alertanim.pipeline.generate import generate_batch, generate_candidates
+    from alertanim.pipeline.sample import masked_variants, masked_variants_batch
 
     prompts, seeds = ["fire in a building", "flood in the street"], [3, 9]
     batched = generate_batch(tiny.text2img, prompts, seeds, n=3, steps=3, size=64)
@@ -242,8 +242,8 @@ def test_alerts_batched_together_get_their_own_images(tiny):
 def test_workflow_batch_gives_each_alert_what_it_gets_alone(tiny):
     import numpy as np
 
-    from pipeline.accel import psnr
-    from pipeline.workflow import run_workflow, run_workflow_batch
+    from alertanim.pipeline.accel import psnr
+    from alertanim.pipeline.workflow import run_workflow, run_workflow_batch
 
     config = MethodConfig(candidates=3, variants=4, frames=3, inbetween=1, steps=3)
     texts, seeds = ["A fire has broken out in the building", "Flash flood in the river district"], [7, 8]
@@ -263,9 +263,9 @@ def test_workflow_batch_gives_each_alert_what_it_gets_alone(tiny):
 
 
 def test_a_role_loads_only_the_models_its_stages_use(tiny, model_cache, tmp_path):
-    from pipeline.mask import STAGE as MASK
-    from pipeline.models import export_models
-    from pipeline.stage import Context
+    from alertanim.pipeline.mask import STAGE as MASK
+    from alertanim.pipeline.models import export_models
+    from alertanim.pipeline.stage import Context
 
     only = load_models("tiny", cache_dir=model_cache, parts={"clipseg"})
     assert only.parts == ("clipseg",)
@@ -273,7 +273,7 @@ def test_a_role_loads_only_the_models_its_stages_use(tiny, model_cache, tmp_path
     # the mask still lands on the latent grid, read from the VAE's config without its weights
     assert only.latent_cell == tiny.latent_cell > 1
     image = Image.new("RGB", (64, 64), (200, 40, 10))
-    from pipeline.subject import primary_subject
+    from alertanim.pipeline.subject import primary_subject
 
     row = {"best": image, "subject": primary_subject("fire"), "seed": 3}
     [a] = MASK.run(Context(only, MethodConfig()), [row])
@@ -286,9 +286,9 @@ def test_a_role_loads_only_the_models_its_stages_use(tiny, model_cache, tmp_path
 
 
 def test_a_role_loads_the_parts_its_stages_declare(tmp_path):
-    from agents.host import ModelHost
-    from agents.settings import Settings
-    from agents.topology import parse_stages
+    from alertanim.agents.host import ModelHost
+    from alertanim.agents.settings import Settings
+    from alertanim.agents.topology import parse_stages
 
     def parts(stages):
         settings = Settings(store="local", local_dir=str(tmp_path), models="tiny", stages=stages)

@@ -4,8 +4,8 @@ scheduling or the preset's weights fails here, not in a user's animation."""
 import numpy as np
 from PIL import Image
 
-from pipeline.generate import generate_candidates
-from pipeline.sample import masked_variants
+from alertanim.pipeline.generate import generate_candidates
+from alertanim.pipeline.sample import masked_variants
 
 TOLERANCE = 2  # 8-bit levels: rounding across CPUs and library versions, not a change of method
 

@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from pipeline.animate import motion
-from pipeline.config import MethodConfig
-from pipeline.quality import Quality
-from pipeline.select import FramePath, select_path
-from pipeline.workflow import run_workflow
+from alertanim.pipeline.animate import motion
+from alertanim.pipeline.config import MethodConfig
+from alertanim.pipeline.quality import Quality
+from alertanim.pipeline.select import FramePath, select_path
+from alertanim.pipeline.workflow import run_workflow
 
 SMALL = MethodConfig(candidates=3, variants=5, frames=4, inbetween=2, steps=3)
 

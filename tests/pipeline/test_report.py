@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.config import MethodConfig
+from alertanim.pipeline.config import MethodConfig
 
 CONFIG = MethodConfig(candidates=3, variants=4, frames=3, inbetween=1, steps=2)
 HOSTILE = "<script>alert(1)</script>"
@@ -55,14 +55,14 @@ def decode_data_uri(uri: str) -> Image.Image:
 
 @pytest.fixture(scope="module")
 def run(tiny):
-    from pipeline.workflow import run_workflow
+    from alertanim.pipeline.workflow import run_workflow
 
     return run_workflow(tiny, TEXT, seed=3, config=CONFIG)
 
 
 @pytest.fixture(scope="module")
 def page(run):
-    from pipeline.report import render_report
+    from alertanim.pipeline.report import render_report
 
     return Page(render_report(run, CONFIG))
 
@@ -117,7 +117,7 @@ def test_nothing_is_fetched_and_no_script_runs(page):
 
 
 def test_alert_text_stays_text(run, page):
-    from pipeline.report import render_report
+    from alertanim.pipeline.report import render_report
 
     document = render_report(run, CONFIG)
     assert HOSTILE not in document
@@ -127,7 +127,7 @@ def test_alert_text_stays_text(run, page):
 def test_cli_writes_the_report(tmp_path, model_cache):
     report = tmp_path / "report.html"
     proc = subprocess.run(
-        [sys.executable, "-m", "agents.cli", "run", "Flash flood warning for the valley",
+        [sys.executable, "-m", "alertanim.agents.cli", "run", "Flash flood warning for the valley",
          "--models", "tiny", "--out", str(tmp_path / "a.gif"), "--json", "--report", str(report),
          "--candidates", "2", "--variants", "3", "--frames", "2", "--steps", "2", "--quiet"],
         capture_output=True, text=True, timeout=300, check=True)
@@ -140,7 +140,7 @@ def test_cli_writes_the_report(tmp_path, model_cache):
 
 def test_cli_refuses_an_unwritable_report_before_loading_models(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "agents.cli", "run", "Flood", "--models", "tiny",
+        [sys.executable, "-m", "alertanim.agents.cli", "run", "Flood", "--models", "tiny",
          "--out", str(tmp_path / "a.gif"), "--report", str(tmp_path / "missing" / "r.html")],
         capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2

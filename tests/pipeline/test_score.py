@@ -2,7 +2,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline.score import HESSEL, clip_scores
+from alertanim.pipeline.score import HESSEL, clip_scores
 
 
 def images():

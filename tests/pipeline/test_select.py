@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-import pipeline.select as select_module
-from pipeline.select import pairwise_distances, select_path, select_path_in_order
+import alertanim.pipeline.select as select_module
+from alertanim.pipeline.select import pairwise_distances, select_path, select_path_in_order
 
 
 def path_cost(dist, path, closed):
@@ -178,7 +178,7 @@ def test_the_dp_module_does_not_import_torch_at_top_level():
 def test_select_frames_with_vit(tiny):
     from PIL import Image
 
-    from pipeline.select import select_frames
+    from alertanim.pipeline.select import select_frames
 
     rng = random.Random(0)
     images = [Image.new("RGB", (64, 64), tuple(rng.randrange(256) for _ in range(3)))

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.lexicon import CAP_CP, HAZARDS, NEUTRAL_SCENE, SAME, TERMS
-from pipeline.subject import MAX_PROMPT, Subject, primary_subject
+from alertanim.pipeline.lexicon import CAP_CP, HAZARDS, NEUTRAL_SCENE, SAME, TERMS
+from alertanim.pipeline.subject import MAX_PROMPT, Subject, primary_subject
 
 SCENES = {h.key: h.scene for h in HAZARDS}
 NOTICES = [h.key for h in HAZARDS if h.notice]

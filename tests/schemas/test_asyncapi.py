@@ -13,10 +13,10 @@ from referencing import Registry, Resource
 from referencing.exceptions import NoSuchResource
 from referencing.jsonschema import DRAFT7
 
-from schemas import (Alert, AnimationReady, EventCode, FailureRecord, ImageRefs, Quality,
+from alertanim.schemas import (Alert, AnimationReady, EventCode, FailureRecord, ImageRefs, Quality,
                      Rendition, StageMessage, Value)
-from schemas import asyncapi
-from schemas.asyncapi import COMMAND, document, render
+from alertanim.schemas import asyncapi
+from alertanim.schemas.asyncapi import COMMAND, document, render
 
 SPEC = Path(__file__).with_name("asyncapi") / "3.0.0.json"
 DOC_URI = "urn:alertanim:asyncapi"
@@ -127,7 +127,7 @@ def test_channel_addresses_follow_the_topic_names():
 
 
 def test_stage_topics_are_the_graphs_stages():
-    from pipeline.graph import NAMES  # loads torch: only here, not in the generator
+    from alertanim.pipeline.graph import NAMES  # loads torch: only here, not in the generator
 
     assert asyncapi.STAGES == NAMES
 

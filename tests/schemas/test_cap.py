@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import xmlschema
 
-from schemas import (Alert, CapAlert, CapResource, InvalidAlert, cap_alert_id, cap_update,
+from alertanim.schemas import (Alert, CapAlert, CapResource, InvalidAlert, cap_alert_id, cap_update,
                      choose_info, is_cap, parse_alert, parse_cap, to_alert)
-from schemas.errors import REASONS
+from alertanim.schemas.errors import REASONS
 
 HERE = Path(__file__).parent / "cap"
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"

@@ -5,9 +5,9 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from schemas import (AlertanimError, AnimationReady, FailureRecord, InvalidAlert, InvalidMessage,
+from alertanim.schemas import (AlertanimError, AnimationReady, FailureRecord, InvalidAlert, InvalidMessage,
                      Rendition, StageMessage, StoreUnavailable, parse_alert)
-from schemas.errors import REASONS
+from alertanim.schemas.errors import REASONS
 
 
 def alert(**fields) -> bytes:

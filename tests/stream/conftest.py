@@ -101,7 +101,7 @@ class Pipeline:
         asyncio.run(_ensure_topics(self.settings))
 
     def make_settings(self):
-        from agents.settings import Settings
+        from alertanim.agents.settings import Settings
 
         flat, method = {}, {}
         for k, v in self.env.items():
@@ -126,7 +126,7 @@ class Pipeline:
 
 
 async def _ensure_topics(settings):
-    from agents.app import ensure_topics
+    from alertanim.agents.app import ensure_topics
 
     await ensure_topics(settings)
 
@@ -136,7 +136,7 @@ class Worker:
         self.port = free_port()
         self.log = log_dir / f"alertanim-worker-{self.port}.log"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agents.cli", "worker", "--stages", stages,
+            [sys.executable, "-m", "alertanim.agents.cli", "worker", "--stages", stages,
              "--web-port", str(self.port), "--loglevel", "info"],
             env={**os.environ, **env}, stdout=open(self.log, "wb"), stderr=subprocess.STDOUT,
             start_new_session=True)

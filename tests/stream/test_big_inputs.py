@@ -7,7 +7,7 @@ import hashlib
 import json
 import os
 
-from schemas import FailureRecord
+from alertanim.schemas import FailureRecord
 
 from .conftest import alert_bytes, consume, publish
 

@@ -13,10 +13,10 @@ def test_records_and_the_input_offset_commit_together_and_a_new_owner_fences_the
     from aiokafka.errors import (GroupCoordinatorNotAvailableError, InvalidProducerEpoch,
                                  ProducerFenced)
 
-    from agents.app import ensure_topics
-    from agents.emitter import Emitter
-    from agents.settings import Settings
-    from pipeline import graph
+    from alertanim.agents.app import ensure_topics
+    from alertanim.agents.emitter import Emitter
+    from alertanim.agents.settings import Settings
+    from alertanim.pipeline import graph
 
     name = f"emit-{uuid.uuid4().hex[:8]}"
     settings = Settings(broker=f"kafka://{kafka.bootstrap}", store="local", app_id=name,

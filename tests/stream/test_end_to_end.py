@@ -8,7 +8,7 @@ import urllib.request
 import pytest
 from PIL import Image
 
-from schemas import AnimationReady
+from alertanim.schemas import AnimationReady
 
 from .conftest import alert_bytes, consume, publish
 
@@ -92,8 +92,8 @@ def test_the_stream_and_the_run_command_make_the_same_animation(pipeline_factory
     import subprocess
     import sys
 
-    from agents.ledger import seed_for
-    from schemas import StageMessage
+    from alertanim.agents.ledger import seed_for
+    from alertanim.schemas import StageMessage
 
     p = pipeline_factory()
     p.start_worker()
@@ -110,7 +110,7 @@ def test_the_stream_and_the_run_command_make_the_same_animation(pipeline_factory
 
     out, summary = tmp_path / "run.gif", tmp_path / "run.json"
     subprocess.run(
-        [sys.executable, "-m", "agents.cli", "run", text, "--id", alert_id, "--models", "tiny",
+        [sys.executable, "-m", "alertanim.agents.cli", "run", text, "--id", alert_id, "--models", "tiny",
          "--seed", str(seed_for(alert_id)), "--steps", "4", "--out", str(out), "--json",
          str(summary), "--quiet"],
         env={**os.environ, "OMP_NUM_THREADS": "1", "ALERTANIM_CACHE": str(model_cache),
@@ -130,7 +130,7 @@ def test_cap_in_cap_out_over_the_real_broker_and_store(pipeline_factory, tmp_pat
     import hashlib
     from pathlib import Path
 
-    from schemas import FailureRecord, parse_cap
+    from alertanim.schemas import FailureRecord, parse_cap
 
     cap_dir = Path(__file__).parent.parent / "schemas" / "cap"
     original = (cap_dir / "ipaws_evacuation_multilingual.xml").read_bytes()

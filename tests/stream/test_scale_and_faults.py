@@ -4,7 +4,7 @@ import base64
 import json
 import time
 
-from schemas import AnimationReady, FailureRecord
+from alertanim.schemas import AnimationReady, FailureRecord
 
 from .conftest import alert_bytes, consume, publish
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from agents.stream_cli import EXIT_REFUSED
+from alertanim.agents.stream_cli import EXIT_REFUSED
 from deploy.local.harness import KafkaBroker, TcpProxy, free_port, make_ca, make_cert
-from schemas import AnimationReady
+from alertanim.schemas import AnimationReady
 
 from .conftest import Pipeline, Worker, alert_bytes, consume, publish
 
@@ -140,8 +140,8 @@ def test_scram_and_a_client_certificate_pass_the_preflight(sasl_kafka, tmp_path)
     the broker's CA, as the worker's preflight makes them."""
     import asyncio
 
-    from agents.settings import Settings
-    from agents.stream_cli import BrokerCheckFailed, broker_preflight
+    from alertanim.agents.settings import Settings
+    from alertanim.agents.stream_cli import BrokerCheckFailed, broker_preflight
 
     cert, key = make_cert(tmp_path, "client", (sasl_kafka.ca_file, sasl_kafka.ca_key_file),
                           key_password="client-key-pw")

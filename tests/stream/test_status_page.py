@@ -10,7 +10,7 @@ import urllib.request
 import numpy as np
 from PIL import Image
 
-from schemas import AnimationReady
+from alertanim.schemas import AnimationReady
 
 from ..browser.test_report_in_chromium import _CHECK, Dom
 from .conftest import alert_bytes, consume, publish

@@ -8,8 +8,8 @@ import urllib.request
 
 import pytest
 
-from agents.settings import Settings
-from agents.storage import store_from_settings
+from alertanim.agents.settings import Settings
+from alertanim.agents.storage import store_from_settings
 
 
 def status_of(url: str) -> int:

@@ -6,7 +6,7 @@ import hashlib
 import time
 import urllib.request
 
-from schemas import AnimationReady, FailureRecord
+from alertanim.schemas import AnimationReady, FailureRecord
 
 from .conftest import alert_bytes, consume, publish
 
