@@ -1,32 +1,31 @@
-"""The Faust app: one thin agent per stage a role runs, built by a factory from settings.
+"""The Faust app factory: one thin agent per stage a role runs, built from settings.
 
-Each agent hands its messages to the StageProcessor, which runs them through the adapter off the
-event loop (the event loop keeps polling Kafka and heartbeating), then sends the result keyed by
-alert id, or a failure record. Sends wait for the broker's acknowledgement, so an input offset
-commits only after its output is durable (at-least-once).
+Each agent hands its messages, with their positions, to the StageProcessor (agents/processing.py),
+which runs them off the event loop (the loop keeps polling Kafka and heartbeating); their outcomes
+leave through the outbox (agents/outbox.py). The web port's routes are agents/web.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from concurrent.futures import ThreadPoolExecutor
 
 import faust
 from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 
 from alertanim.pipeline import graph
-from alertanim.schemas.errors import ArtifactMissing
 
 from .adapter import Adapter
-from .emitter import Emitter
+from .emitter import Emitter, Position
 from .host import ModelHost
 from .metrics import Metrics
+from .outbox import Outbox
 from .processing import StageProcessor
 from .settings import Settings
-from .status import Board, follow, render_status
+from .status import Board, follow
 from .storage import store_from_settings
 from .topology import all_topics, batched, parse_stages, source_topic
+from .web import add_routes
 
 log = logging.getLogger("alertanim")
 
@@ -46,9 +45,8 @@ def _credentials(settings: Settings):
 def create_app(settings: Settings, adapter: Adapter | None = None) -> faust.App:
     stages = parse_stages(settings.stages)
     if adapter is None:
-        host = ModelHost(settings, stages)
-        adapter = Adapter(settings, store_from_settings(settings), host)
-    host = adapter.host
+        adapter = Adapter(settings, store_from_settings(settings), ModelHost(settings, stages))
+    host, threads = adapter.host, adapter.threads
     app = faust.App(
         settings.app_id,
         broker=settings.broker,
@@ -72,21 +70,22 @@ def create_app(settings: Settings, adapter: Adapter | None = None) -> faust.App:
         web_stats_enabled=False,
         web_metrics_enabled=False,
     )
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alertanim-gpu")
     metrics = Metrics()
     # Faust's sensors (consumer offsets, rebalances, sends) in the stage metrics' registry
     app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(metrics.registry, "faust"))
     board = Board(settings)
-    topics = {name: app.topic(name) for name in all_topics(settings)}
+    # With transactions, every outcome commits its input's offset in its own transaction
+    # (agents/emitter.py): the inputs are consumed without Faust's acks, so Faust commits none.
+    emitter = Emitter(settings, graph.NAMES[-1]) if settings.transactions else None
+    inputs = {source_topic(settings, stage) for stage in stages}
+    topics = {name: app.topic(name, acks=emitter is None or name not in inputs)
+              for name in all_topics(settings)}
 
     async def send(name: str, key: str | None, value: bytes) -> None:
         # force: send now rather than when the offset commits, and wait for the broker's ack so
         # the input offset can only commit after the output is durable.
         fut = await topics[name].send(key=key.encode() if key else None, value=value, force=True)
         await fut
-
-    # completions and failure records leave in transactions with their input offsets
-    emitter = Emitter(settings, graph.NAMES[-1]) if settings.transactions else None
 
     def owns(topic: str, partition: int) -> bool:
         try:
@@ -95,24 +94,21 @@ def create_app(settings: Settings, adapter: Adapter | None = None) -> faust.App:
         except Exception:  # noqa: BLE001 - no consumer yet: nothing is owned
             return False
 
-    async def committing(topic: str, partition: int, next_offset: int) -> None:
-        if owns(topic, partition):
-            await hold_commits(app.consumer, topic, partition, next_offset)
-
-    processor = StageProcessor(settings, adapter, send, metrics, executor, emitter=emitter,
-                               owns=owns if emitter is not None else None,
-                               committing=committing if emitter is not None else None)
+    outbox = Outbox(settings, send, emitter, owns if emitter is not None else None)
+    processor = StageProcessor(settings, adapter, outbox, metrics)
     if emitter is not None:
         @app.on_partitions_revoked.connect
         async def drop_emit_producers(app, revoked, **kwargs) -> None:
             emitter.revoked((tp.topic, tp.partition) for tp in revoked)
 
-        @app.on_before_shutdown.connect
-        async def close_emit_producers(app, **kwargs) -> None:
+    @app.on_before_shutdown.connect
+    async def close_on_shutdown(app, **kwargs) -> None:
+        if emitter is not None:
             try:
                 await asyncio.wait_for(emitter.close(), 10)
             except Exception as exc:  # noqa: BLE001 - shutting down regardless
                 log.warning("transactional producers did not close cleanly: %r", exc)
+        threads.close()
 
     def make_agent(stage: str):
         if batched(settings, stage):
@@ -121,12 +117,12 @@ def create_app(settings: Settings, adapter: Adapter | None = None) -> faust.App:
                 async for events in stream.take_events(settings.batch_max,
                                                        within=settings.batch_window_ms / 1000):
                     await processor.process_many(stage, [e.value for e in events],
-                                                 [_where(e.message) for e in events],
+                                                 [Position.of(e.message) for e in events],
                                                  [e.message.key or b"" for e in events])
         else:
             async def agent(stream):
                 async for event in stream.events():
-                    await processor.process(stage, event.value, _where(event.message),
+                    await processor.process(stage, event.value, Position.of(event.message),
                                             event.message.key or b"")
         agent.__name__ = agent.__qualname__ = f"stage_{stage}"
         return app.agent(topics[source_topic(settings, stage)], name=f"alertanim.{stage}",
@@ -139,7 +135,7 @@ def create_app(settings: Settings, adapter: Adapter | None = None) -> faust.App:
         @app.task
         async def load_models_on_start() -> None:
             try:
-                await asyncio.get_running_loop().run_in_executor(executor, host.models)
+                await asyncio.get_running_loop().run_in_executor(threads.gpu, host.models)
             except Exception as exc:  # noqa: BLE001 - a worker without models must not linger
                 log.error("cannot load models %r: %s", settings.models, exc)
                 await app.crash(exc)
@@ -161,97 +157,10 @@ def create_app(settings: Settings, adapter: Adapter | None = None) -> faust.App:
     async def follow_the_group() -> None:
         await follow(board, settings, on_lag=metrics.set_lag)
 
-    @app.page("/")
-    async def status_page(web, request):
-        return web.html(render_status(board, worker=f"{settings.app_id} · {', '.join(stages)}"),
-                        headers={"Content-Security-Policy": "default-src 'none'; img-src 'self'; "
-                                                            "style-src 'unsafe-inline'",
-                                 "X-Content-Type-Options": "nosniff",
-                                 "Cache-Control": "no-store"})
-
-    @app.page("/status.json")
-    async def status_json(web, request):
-        return web.json(board.snapshot())
-
-    # The page's fetches from the store have threads of their own: a slow store, or many
-    # viewers, must not hold up the stages' threads.
-    page_io = ThreadPoolExecutor(max_workers=2, thread_name_prefix="alertanim-page")
-
-    async def stored(key: str, content_type: str, web):
-        try:
-            data = await asyncio.get_running_loop().run_in_executor(page_io, adapter.store.get,
-                                                                    key)
-        except ArtifactMissing:
-            return web.text("not in the store", status=404)
-        except Exception as exc:  # noqa: BLE001 - unreachable: the page goes on
-            return web.text(f"store unavailable: {type(exc).__name__}", status=503)
-        # a run's objects never change under their keys
-        headers = {"Cache-Control": "private, max-age=86400, immutable",
-                   "X-Content-Type-Options": "nosniff"}
-        if content_type == "text/html":  # the report: inline images and style, nothing else
-            headers["Content-Security-Policy"] = (
-                "default-src 'none'; img-src data:; style-src 'unsafe-inline'")
-            return web.html(data.decode("utf-8"), headers=headers)
-        return web.bytes(data, content_type=content_type, headers=headers)
-
-    @app.page("/alerts/{alert_id}/animation.gif")
-    async def thumbnail(web, request, alert_id):
-        row = board.ready_run(alert_id)  # only alerts on the page; keys from the ledger
-        if row is None or "image/gif" not in row.media:
-            return web.text("no such animation", status=404)
-        return await stored(adapter.ledger.rendition_key(alert_id, row.run, "image/gif"),
-                            "image/gif", web)
-
-    @app.page("/alerts/{alert_id}/report.html")
-    async def report(web, request, alert_id):
-        row = board.ready_run(alert_id)
-        if row is None or not row.report:
-            return web.text("no such report", status=404)
-        return await stored(adapter.ledger.report_key(alert_id, row.run), "text/html", web)
-
-    @app.page("/healthz")
-    async def healthz(web, request):
-        return web.json({"ok": True})
-
-    @app.page("/ready")
-    async def readiness(web, request):
-        ok, why = ready_now()
-        return web.json({"ready": ok, "detail": why, "stages": list(stages)},
-                        status=200 if ok else 503)
-
-    @app.page("/metrics")
-    async def prometheus(web, request):
-        return web.bytes(metrics.render(), content_type="text/plain; version=0.0.4")
-
+    add_routes(app, settings=settings, stages=stages, board=board, ledger=adapter.ledger,
+               store=adapter.store, metrics=metrics, page_threads=threads.page,
+               ready_now=ready_now)
     return app
-
-
-async def hold_commits(consumer, topic: str, partition: int, next_offset: int) -> None:
-    """Faust commits offsets from its own acks and knows nothing of our transactions: a commit
-    of an earlier ack landing after a transaction would move the group's offset back (and a kill
-    then would bring an ended input round again). Before a transaction commits `next_offset`,
-    Faust is held from committing this partition at or below the input's own offset, and a
-    commit of its already under way is waited out. The input's ack still counts, so Faust's own
-    commit after it equals the transaction's."""
-    from faust.types import TP
-
-    committed = getattr(consumer, "_committed_offset", None)
-    if committed is None:
-        return
-    tp, floor = TP(topic, partition), next_offset - 1
-
-    def hold() -> None:
-        current = committed.get(tp)
-        if current is None or current < floor:
-            committed[tp] = floor
-    hold()
-    await consumer.maybe_wait_for_commit_to_finish()
-    hold()  # a commit that was under way wrote its own, lower, value
-
-
-def _where(message) -> str:
-    """An input's place, "topic:partition:offset": the offset its transaction commits."""
-    return f"{message.topic}:{message.partition}:{message.offset}"
 
 
 async def ensure_topics(settings: Settings) -> None:

@@ -1,7 +1,9 @@
-"""What ends an input leaves in a Kafka transaction with its offset: the `ready` event (and the
-CAP answer, when there is one) with the last stage's input offset, and a failure record, at
-whatever stage, with that stage's input offset. They commit together or not at all, so a worker
-killed in between leaves neither, and the input comes again to whoever owns its partition.
+"""Kafka transactions: what an input led to (the next stage's message, the `ready` event and its
+CAP answer, or a failure record) leaves with the input's offset, together or not at all, so a
+worker killed in between leaves neither, and the input comes again to whoever owns its
+partition. With transactions on, these are the only commits of the worker group's offsets: the
+stage topics are consumed without Faust's acks (`acks=False`), so no consumer commit can move a
+partition back below a transaction's.
 
 One transactional producer per input partition that needed one, with a transactional id made
 from its topic and partition (`<app id>.emit.<topic>.<partition>`): whichever worker owns the
@@ -24,10 +26,27 @@ import asyncio
 import json
 import logging
 import time
+from typing import NamedTuple
 
 log = logging.getLogger("alertanim")
 
 TAIL = 64  # records read back per partition of `ready` when a completion may already be out
+
+
+class Position(NamedTuple):
+    """Where an input was read. Its transaction commits `offset + 1` for (topic, partition)."""
+
+    topic: str
+    partition: int
+    offset: int
+
+    @classmethod
+    def of(cls, message) -> "Position":
+        """The position of a consumed Kafka message (Faust's or aiokafka's)."""
+        return cls(message.topic, message.partition, message.offset)
+
+    def __str__(self) -> str:  # as the ledger records where an alert came from
+        return f"{self.topic}:{self.partition}:{self.offset}"
 
 
 class Emitter:

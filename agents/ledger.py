@@ -48,7 +48,7 @@ class Claim(enum.Enum):
     NEW = "new"  # first sight of this id: run it
     RERUN = "rerun"  # seen, not finished (in flight, or its run failed): run it again
     FINISHED = "finished"  # re-published after completion: send the stored result again
-    DONE = "done"  # the same record redelivered after its event went out: nothing to do
+    ALREADY_SENT = "already_sent"  # the same record again, after its event went out: nothing
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ class Ledger:
     def claim(self, alert: Alert, source: str, run: str) -> ClaimResult:
         """Tell a new alert from a redelivery and a re-publication, atomically.
 
-        `source` names the Kafka record (topic:partition:offset). The same record seen again is a
+        `source` names the Kafka record (its position, topic:partition:offset). The same record seen again is a
         redelivery after a crash: it goes on unless its animation already went out. The same
         content under a new record is a re-publication: a finished result is sent again, never
         recomputed; one still in flight runs again rather than risk being lost (both copies share
@@ -134,7 +134,7 @@ class Ledger:
                                f"alert id {alert.id!r} was already used for different content",
                                alert.id)
         if seen.get("source") == source:
-            return ClaimResult(Claim.DONE if self.emitted(alert.id, run) else Claim.RERUN)
+            return ClaimResult(Claim.ALREADY_SENT if self.emitted(alert.id, run) else Claim.RERUN)
         ready = self.finished(alert.id, run)
         return ClaimResult(Claim.FINISHED, ready) if ready else ClaimResult(Claim.RERUN)
 

@@ -96,3 +96,22 @@ def async_retrying(settings, **kw) -> AsyncRetrying:
 
 def retrying(settings, **kw) -> Retrying:
     return Retrying(**policy(settings, **kw))
+
+
+async def run_retried(settings, executor, fn, *args, retry_on=lambda exc: True,
+                      on_retry=None):
+    """`fn(*args)` on `executor` under the policy, off the event loop. Giving up raises
+    RetriesExhausted with the last error and the number of tries."""
+    import asyncio
+
+    from alertanim.schemas.errors import RetriesExhausted
+
+    loop = asyncio.get_running_loop()
+    tries = 0
+    try:
+        async for attempt in async_retrying(settings, retry_on=retry_on, on_retry=on_retry):
+            with attempt:
+                tries += 1
+                return await loop.run_in_executor(executor, fn, *args)
+    except Exception as exc:  # noqa: BLE001 - every error ends here, with its tries
+        raise RetriesExhausted(exc, tries) from exc

@@ -12,11 +12,11 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from alertanim.pipeline.config import MethodConfig
+from alertanim.pipeline.lexicon import CAP_PREFERENCE
 
 # English first (its own words become the prompt), then the other languages the subject's
-# lexicon reads (pipeline/lexicon.py).
-CAP_LANGUAGES = ("en", "es", "fr", "de", "it", "pt", "ko", "ja", "zh", "vi", "ru", "ar", "hi",
-                 "tl", "ht")
+# lexicon reads, in the order pipeline/lexicons/shared.yaml gives (`cap_preference`).
+CAP_LANGUAGES: tuple[str, ...] = CAP_PREFERENCE
 
 
 class Settings(BaseSettings):

@@ -87,10 +87,37 @@ class SendRefused(AlertanimError):
     reason = "send_refused"
 
 
+class RetriesExhausted(AlertanimError):
+    """The retry policy gave up on `error` after `attempts` tries. Its reason is the error's own,
+    so a failure record reports what went wrong, not that retrying stopped."""
+
+    def __init__(self, error: BaseException, attempts: int):
+        super().__init__(f"gave up after {attempts} attempt(s): {error!r}",
+                         alert_id=getattr(error, "alert_id", None))
+        self.error, self.attempts = error, attempts
+        if isinstance(error, AlertanimError):
+            self.reason, self.transient = error.reason, error.transient
+
+
 class ConfigError(AlertanimError):
     """Settings that cannot work together."""
 
     reason = "config_error"
+
+
+class BrokerCheckFailed(AlertanimError):
+    """Found before a worker starts (agents/preflight.py): the broker cannot be used as
+    configured. `exit_code` is how the worker ends; `reason` is broker_refused (authentication or
+    the broker's certificate refused), broker_tls_files (the TLS files cannot be loaded) or
+    broker_unavailable (no broker answered in time: `transient`). Never a failure record, so
+    these reasons are not in REASONS."""
+
+    reason = "broker_refused"
+
+    def __init__(self, message: str, exit_code: int, *, reason: str | None = None,
+                 transient: bool = False):
+        super().__init__(message, reason=reason)
+        self.exit_code, self.transient = exit_code, transient
 
 
 REASONS = {

@@ -11,29 +11,8 @@ from alertanim.agents.topology import STAGES
 from alertanim.schemas import AnimationReady, FailureRecord, StageMessage, parse_cap
 from alertanim.schemas.cap import cap_alert_id
 
-from .test_processing import Sent, make
-
-CAP = Path(__file__).parent.parent / "schemas" / "cap"
-XSD = CAP / "CAP-v1.2.xsd"
-
-
-def read(name: str) -> bytes:
-    return (CAP / name).read_bytes()
-
-
-def drive(proc, sent: Sent, raw: bytes, source: str = "alerts:0:0") -> list:
-    """Ingest one message and run whatever it sends through every stage; everything sent."""
-    start = len(sent)
-    asyncio.run(proc.process("ingest", raw, source))
-    for stage in STAGES[1:]:
-        for topic, _, value in list(sent[start:]):
-            if topic == proc.settings.stage_topic(stage):
-                asyncio.run(proc.process(stage, value))
-    return sent[start:]
-
-
-def records(out, topic):
-    return [(k, v) for t, k, v in out if t == topic]
+from tests.support.cap import CAP, XSD, read
+from tests.support.processor import drive, make, records
 
 
 def test_a_cap_alert_is_animated_and_answered_with_a_cap_update(tmp_path):

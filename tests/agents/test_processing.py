@@ -7,33 +7,16 @@ import string
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
-from alertanim.agents.adapter import Adapter
+from alertanim.agents.emitter import Position
 from alertanim.agents.host import ModelHost
-from alertanim.agents.processing import StageProcessor
 from alertanim.agents.settings import Settings
-from alertanim.agents.storage import LocalStore
 from alertanim.agents.topology import parse_stages
+from alertanim.pipeline import graph
 from alertanim.schemas import FailureRecord, StageMessage, StoreUnavailable
-
-SMALL = {"steps": 2, "candidates": 2, "variants": 2, "frames": 2}
-
-
-class Sent(list):
-    async def __call__(self, topic, key, value):
-        self.append((topic, key, value))
-
-
-def make(tmp_path, method=None, **kw):
-    kw = {"retry_backoff_s": 0.0, **kw}
-    settings = Settings(store="local", local_dir=str(tmp_path), models="tiny",
-                        method={**SMALL, **(method or {})}, **kw)
-    sent = Sent()
-    adapter = Adapter(settings, LocalStore(tmp_path), ModelHost(settings, parse_stages("all")))
-    return StageProcessor(settings, adapter, sent), sent
-
+from tests.support.processor import at, drive, make
 
 def ingest(processor, raw, source="alerts:0:0"):
-    asyncio.run(processor.process("ingest", raw, source))
+    asyncio.run(processor.process("ingest", raw, at(source)))
 
 
 def test_valid_alert_goes_to_the_first_stage(tmp_path):
@@ -169,7 +152,7 @@ def test_a_send_the_broker_refuses_ends_in_a_record_and_the_next_message_flows(t
             refused.append(topic)
             raise MessageSizeTooLargeError("record too large")
         sent.append((topic, key, value))
-    proc.send = picky
+    proc.outbox.send_one = picky
     ingest(proc, json.dumps({"id": "big", "text": "fire"}).encode(), "alerts:0:1")
     ingest(proc, json.dumps({"id": "next", "text": "fire"}).encode(), "alerts:0:2")
     assert refused == ["alertanim.stage.subject"], "not retried: the broker will never take it"
@@ -205,7 +188,7 @@ def test_a_broker_that_is_away_is_waited_for(tmp_path):
             failures.append(topic)
             raise KafkaConnectionError("broker away")
         sent.append((topic, key, value))
-    proc.send = flaky_send
+    proc.outbox.send_one = flaky_send
     ingest(proc, json.dumps({"id": "k1", "text": "fire"}).encode())
     assert len(failures) == 3
     assert [(t, k) for t, k, _ in sent] == [("alertanim.stage.subject", "k1")]
@@ -258,7 +241,8 @@ def test_hostile_json_is_refused_as_not_json(tmp_path, raw):
 
 def advance_to(proc, sent, stage, alert_id, text):
     """Run one alert through ingest and the stages before `stage`; its message for `stage`."""
-    ingest(proc, json.dumps({"id": alert_id, "text": text}).encode(), f"alerts:0:{alert_id}")
+    ingest(proc, json.dumps({"id": alert_id, "text": text}).encode(),
+           f"alerts:0:{int.from_bytes(alert_id.encode(), 'big')}")
     current = "subject"
     while current != stage:
         asyncio.run(proc.process(current, sent[-1][2]))
@@ -326,7 +310,7 @@ def test_animation_runs_beside_the_gpu_stages(tmp_path):
             proc.process("animate", msg.model_copy(update={"stage": "animate"}).to_bytes()))
     asyncio.run(both())
     assert sorted(t for t, _, _ in sent[1:]) == ["alertanim.stage.done", "alertanim.stage.score"]
-    assert proc.executor_for("generate") is not proc.executor_for("animate")
+    assert proc.threads.for_stage("generate") is not proc.threads.for_stage("animate")
 
 
 def test_a_compiling_worker_warms_up_before_it_counts_as_ready(tmp_path, monkeypatch, tiny):
@@ -380,15 +364,16 @@ class FakeEmitter:
 
 def drive_cap_alert(proc, sent) -> None:
     """A CAP alert through every stage, each stage's input at offset 7 of partition 1."""
-    from alertanim.pipeline import graph
-    from .test_cap_flow import read
+    from tests.support.cap import read
 
     start = len(sent)
-    asyncio.run(proc.process("ingest", read("ipaws_evacuation_multilingual.xml"), "alerts:0:0"))
-    for stage in graph.NAMES:
-        for topic, _, value in list(sent[start:]):
+    asyncio.run(proc.process("ingest", read("ipaws_evacuation_multilingual.xml"),
+                             Position("alerts", 0, 0)))
+    emitter = proc.outbox.emitter
+    for stage in graph.NAMES:  # what left plainly or in a transaction
+        for topic, _, value in [*sent[start:], *(emitter.records if emitter else [])]:
             if topic == proc.settings.stage_topic(stage):
-                asyncio.run(proc.process(stage, value, f"{topic}:1:7"))
+                asyncio.run(proc.process(stage, value, Position(topic, 1, 7)))
 
 
 @pytest.mark.parametrize("out", [True, False])
@@ -396,29 +381,34 @@ def test_a_stored_completion_without_its_marker_is_sent_only_if_not_already_out(
     from alertanim.agents.adapter import Stored
     from alertanim.pipeline import graph
     from alertanim.schemas import AnimationReady
-    from .test_cap_flow import drive
 
     proc, sent = make(tmp_path)
     [(_, _, value)] = [s for s in drive(proc, sent, json.dumps(
         {"id": "tx1", "text": "fire"}).encode()) if s[0] == "ready"]
     ready = AnimationReady.from_bytes(value)
-    proc.emitter = FakeEmitter(out)
+    proc.outbox.emitter = FakeEmitter(out)
     last = graph.NAMES[-1]
     # a worker stopped between storing the completion and marking it sent; the input comes again
-    asyncio.run(proc._emit(last, b"{}", Stored(ready), 0.1, f"alertanim.stage.{last}:3:41"))
-    assert proc.emitter.asked == [(3, "tx1")]
-    assert proc.emitter.transactions == ([] if out else [(3, ["ready"], 42)])
+    asyncio.run(proc._leave(last, b"{}", Position(f"alertanim.stage.{last}", 3, 41), Stored(ready),
+                            0.1))
+    assert proc.outbox.emitter.asked == [(3, "tx1")]
+    # already out: its offset commits alone; else the event goes with it
+    assert proc.outbox.emitter.transactions == [(3, [] if out else ["ready"], 42)]
     assert proc.adapter.ledger.emitted("tx1", ready.run)  # either way it is marked now
 
 
 def test_a_fresh_completion_leaves_in_one_transaction_with_its_offset(tmp_path):
     proc, sent = make(tmp_path)
-    proc.emitter = FakeEmitter(out=False)
+    proc.outbox.emitter = FakeEmitter(out=False)
     drive_cap_alert(proc, sent)
-    # the event and its CAP answer in one transaction with the next offset; nothing sent plain
-    assert proc.emitter.transactions == [(1, ["ready", "cap"], 8)]
-    assert proc.emitter.asked == []
-    assert not [t for t, _, _ in sent if t in ("ready", "cap")]
+    # every stage's message left in a transaction with its input's next offset, and the event
+    # with its CAP answer in the last one; nothing was sent plainly
+    *forwards, last = proc.outbox.emitter.transactions
+    assert last == (1, ["ready", "cap"], 8)
+    assert forwards[0] == (0, [proc.settings.stage_topic("subject")], 1)  # from alerts:0:0
+    assert [f[1] for f in forwards[1:]] == [[proc.settings.stage_topic(s)]
+                                           for s in graph.NAMES[1:]]
+    assert proc.outbox.emitter.asked == [] and sent == []
 
 
 @pytest.mark.parametrize("key, reason", [(b"k1", None), (b"other", "key_mismatch"),
@@ -426,7 +416,7 @@ def test_a_fresh_completion_leaves_in_one_transaction_with_its_offset(tmp_path):
 def test_the_kafka_key_must_be_the_alert_id(tmp_path, key, reason):
     proc, sent = make(tmp_path)
     asyncio.run(proc.process("ingest", json.dumps({"id": "k1", "text": "fire"}).encode(),
-                             "alerts:0:3", key))
+                             Position("alerts", 0, 3), key))
     [(topic, _, value)] = sent
     if reason is None:
         assert topic == "alertanim.stage.subject"
@@ -436,16 +426,16 @@ def test_the_kafka_key_must_be_the_alert_id(tmp_path, key, reason):
         assert not proc.adapter.store.exists(proc.adapter.ledger.alert_key("k1"))  # no claim
 
 
-def test_a_re_published_alert_resent_by_ingest_does_not_commit_the_last_stages_offset(tmp_path):
-    from .test_cap_flow import drive
-
+def test_a_re_published_alert_gets_its_stored_result_with_its_own_offset(tmp_path):
     proc, sent = make(tmp_path)
     raw = json.dumps({"id": "tx2", "text": "flood"}).encode()
     drive(proc, sent, raw, "alerts:2:5")
-    proc.emitter = FakeEmitter(out=False)
+    proc.outbox.emitter = FakeEmitter(out=False)
     out = drive(proc, sent, raw, "alerts:2:9")  # the same alert published again
-    assert [t for t, _, _ in out] == ["ready"]  # the stored result, sent plainly
-    assert proc.emitter.transactions == []
+    assert out == []  # nothing plain, nothing recomputed
+    # the stored result, in one transaction with the re-published record's own offset
+    assert proc.outbox.emitter.transactions == [(2, ["ready"], 10)]
+    assert proc.outbox.emitter.inputs == [("alerts", 2)]
 
 
 class FlakyEmitter(FakeEmitter):
@@ -464,7 +454,6 @@ class FlakyEmitter(FakeEmitter):
 
 def finished_alert(tmp_path, alert_id):
     from alertanim.schemas import AnimationReady
-    from .test_cap_flow import drive
 
     proc, sent = make(tmp_path)
     [(_, _, value)] = [s for s in drive(proc, sent, json.dumps(
@@ -478,11 +467,12 @@ def test_a_retry_after_an_unclear_commit_asks_first(tmp_path, out):
     from alertanim.pipeline import graph
 
     proc, sent, ready = finished_alert(tmp_path, "tx3")
-    proc.emitter = FlakyEmitter(KafkaTimeoutError(), out=out)
+    proc.outbox.emitter = FlakyEmitter(KafkaTimeoutError(), out=out)
     last = graph.NAMES[-1]
-    asyncio.run(proc._emit(last, b"{}", ready, 0.1, f"alertanim.stage.{last}:0:4"))
-    assert proc.emitter.asked == [(0, "tx3")]  # the retry asked before sending again
-    assert proc.emitter.transactions == ([] if out else [(0, ["ready"], 5)])
+    asyncio.run(proc._leave(last, b"{}", Position(f"alertanim.stage.{last}", 0, 4), ready,
+                            0.1))
+    assert proc.outbox.emitter.asked == [(0, "tx3")]  # the retry asked before sending again
+    assert proc.outbox.emitter.transactions == ([] if out else [(0, ["ready"], 5)])
 
 
 def test_a_worker_fenced_off_a_partition_it_lost_leaves_the_alert_to_the_new_owner(tmp_path):
@@ -491,12 +481,13 @@ def test_a_worker_fenced_off_a_partition_it_lost_leaves_the_alert_to_the_new_own
 
     proc, sent, ready = finished_alert(tmp_path, "tx4")
     (tmp_path / proc.adapter.ledger.emitted_key("tx4", ready.run)).unlink()
-    proc.emitter = FlakyEmitter(ProducerFenced())
-    proc.owns = lambda topic, partition: False
+    proc.outbox.emitter = FlakyEmitter(ProducerFenced())
+    proc.outbox.owns = lambda topic, partition: False
     before = len(sent)
     last = graph.NAMES[-1]
-    asyncio.run(proc._emit(last, b"{}", ready, 0.1, f"alertanim.stage.{last}:2:8"))
-    assert proc.emitter.transactions == [] and len(sent) == before  # no failure record either
+    asyncio.run(proc._leave(last, b"{}", Position(f"alertanim.stage.{last}", 2, 8), ready,
+                            0.1))
+    assert proc.outbox.emitter.transactions == [] and len(sent) == before  # no failure record either
     assert not proc.adapter.ledger.emitted("tx4", ready.run)  # the new owner will send it
 
 
@@ -505,10 +496,11 @@ def test_a_fenced_producer_on_a_partition_still_owned_is_replaced_and_sends(tmp_
     from alertanim.pipeline import graph
 
     proc, sent, ready = finished_alert(tmp_path, "tx5")
-    proc.emitter = FlakyEmitter(ProducerFenced())
+    proc.outbox.emitter = FlakyEmitter(ProducerFenced())
     last = graph.NAMES[-1]
-    asyncio.run(proc._emit(last, b"{}", ready, 0.1, f"alertanim.stage.{last}:1:2"))
-    assert proc.emitter.transactions == [(1, ["ready"], 3)]
+    asyncio.run(proc._leave(last, b"{}", Position(f"alertanim.stage.{last}", 1, 2), ready,
+                            0.1))
+    assert proc.outbox.emitter.transactions == [(1, ["ready"], 3)]
     assert proc.adapter.ledger.emitted("tx5", ready.run)
 
 
@@ -517,20 +509,13 @@ def test_a_fenced_producer_on_a_partition_still_owned_is_replaced_and_sends(tmp_
 def test_a_failure_record_leaves_in_one_transaction_with_its_input_offset(tmp_path, stage,
                                                                           source):
     proc, sent = make(tmp_path)
-    proc.emitter = FakeEmitter(out=False)
-    told = []
-
-    async def committing(*where):
-        told.append(where)
-    proc.committing = committing
-    asyncio.run(proc.process(stage, b"\xff\xfe not utf-8", source))
+    proc.outbox.emitter = FakeEmitter(out=False)
+    asyncio.run(proc.process(stage, b"\xff\xfe not utf-8", at(source)))
     topic, partition, offset = source.rsplit(":", 2)
     partition, offset = int(partition), int(offset)
-    assert proc.emitter.transactions == [(partition, ["failed"], offset + 1)]
-    assert proc.emitter.inputs == [(topic, partition)]
-    # the consumer was told first, so its own commits never go back below the transaction's
-    assert told == [(topic, partition, offset + 1)]
-    [(_, _, value)] = proc.emitter.records
+    assert proc.outbox.emitter.transactions == [(partition, ["failed"], offset + 1)]
+    assert proc.outbox.emitter.inputs == [(topic, partition)]
+    [(_, _, value)] = proc.outbox.emitter.records
     assert FailureRecord.from_bytes(value).payload_bytes == len(b"\xff\xfe not utf-8")
     assert sent == []  # nothing plain: a worker killed before the commit sends neither
 
@@ -546,45 +531,45 @@ def test_a_failure_whose_transaction_may_have_committed_is_not_sent_twice(tmp_pa
             if len(self.transactions) == 1:
                 raise KafkaTimeoutError()  # it committed, but the answer was lost
 
-    proc.emitter = CommittedThenTimedOut(out=False)
-    asyncio.run(proc.process("ingest", b"{not json", "alerts:1:20"))
-    assert proc.emitter.offsets_asked == [("alerts", 1)]  # the retry read the offset first
-    assert proc.emitter.transactions == [(1, ["failed"], 21)] and sent == []
+    proc.outbox.emitter = CommittedThenTimedOut(out=False)
+    asyncio.run(proc.process("ingest", b"{not json", Position("alerts", 1, 20)))
+    assert proc.outbox.emitter.offsets_asked == [("alerts", 1)]  # the retry read the offset first
+    assert proc.outbox.emitter.transactions == [(1, ["failed"], 21)] and sent == []
 
 
 def test_a_failure_on_a_partition_that_moved_is_left_to_the_new_owner(tmp_path):
     from aiokafka.errors import ProducerFenced
 
     proc, sent = make(tmp_path)
-    proc.emitter = FlakyEmitter(ProducerFenced())
-    proc.owns = lambda topic, partition: (topic, partition) != ("alerts", 3)
-    asyncio.run(proc.process("ingest", b"{not json", "alerts:3:0"))
-    assert proc.emitter.transactions == [] and sent == []
+    proc.outbox.emitter = FlakyEmitter(ProducerFenced())
+    proc.outbox.owns = lambda topic, partition: (topic, partition) != ("alerts", 3)
+    asyncio.run(proc.process("ingest", b"{not json", Position("alerts", 3, 0)))
+    assert proc.outbox.emitter.transactions == [] and sent == []
 
 
 def test_a_failure_record_the_transaction_refuses_still_goes_out_plainly(tmp_path):
     from aiokafka.errors import UnsupportedVersionError
 
     proc, sent = make(tmp_path)
-    proc.emitter = FlakyEmitter(UnsupportedVersionError())
-    asyncio.run(proc.process("ingest", b"{not json", "alerts:0:2"))
+    proc.outbox.emitter = FlakyEmitter(UnsupportedVersionError())
+    asyncio.run(proc.process("ingest", b"{not json", Position("alerts", 0, 2)))
     [(topic, _, value)] = sent
     assert topic == "failed" and FailureRecord.from_bytes(value).reason == "not_json"
-    assert proc.emitter.transactions == []
+    assert proc.outbox.emitter.transactions == []
 
 
 def test_a_cap_answer_that_cannot_be_made_rides_in_the_completions_transaction(tmp_path,
                                                                             monkeypatch):
     proc, sent = make(tmp_path)
-    proc.emitter = FakeEmitter(out=False)
+    proc.outbox.emitter = FakeEmitter(out=False)
 
     def broken(ready):
         raise ValueError("no CAP today")
-    monkeypatch.setattr(proc.adapter, "cap_answer", broken)
+    monkeypatch.setattr(proc.adapter.completion, "cap_answer", broken)
     drive_cap_alert(proc, sent)
     # the event and the CAP answer's failure record, with the offset, in one transaction
-    assert proc.emitter.transactions == [(1, ["ready", "failed"], 8)]
-    record = FailureRecord.from_bytes(proc.emitter.records[1][2])
+    assert proc.outbox.emitter.transactions[-1] == (1, ["ready", "failed"], 8)
+    record = FailureRecord.from_bytes(proc.outbox.emitter.records[-1][2])
     assert record.stage == "cap" and "no CAP today" in record.message
 
 
@@ -593,42 +578,41 @@ def test_a_batchs_outcomes_leave_in_input_order_so_a_committed_offset_passes_onl
     proc, sent = make(tmp_path)
     raws = [advance_to(proc, sent, "generate", f"o{i}", "fire") for i in range(2)]
     before = len(sent)
-    order = []
-
-    class Ordered(FakeEmitter):
-        async def emit(self, topic, partition, records, next_offset):
-            order.append(("committed", next_offset, [k for _, k, _ in sent[before:]]))
-            await super().emit(topic, partition, records, next_offset)
-    proc.emitter = Ordered(out=False)
+    proc.outbox.emitter = FakeEmitter(out=False)
     topic = proc.settings.stage_topic("generate")
     asyncio.run(proc.process_many("generate", [raws[0], b"{broken", raws[1]],
-                                  [f"{topic}:0:10", f"{topic}:0:11", f"{topic}:0:12"]))
-    assert [k for _, k, _ in sent[before:]] == ["o0", "o1"]
-    # the refusal's transaction commits offset 12: o0 (offset 10) was sent before it
-    assert order == [("committed", 12, ["o0"])]
+                                  [Position(topic, 0, n) for n in (10, 11, 12)]))
+    score = proc.settings.stage_topic("score")
+    # one transaction per input, in input order: no offset commits before an earlier input's
+    assert proc.outbox.emitter.transactions == [(0, [score], 11), (0, ["failed"], 12),
+                                                (0, [score], 13)]
+    assert [k for _, k, _ in proc.outbox.emitter.records] == ["o0", None, "o1"]
+    assert len(sent) == before
 
 
 def test_failures_in_one_batch_commit_offsets_that_only_go_up(tmp_path, tiny):
     proc, sent = make(tmp_path, max_attempts=1)
     raws = [advance_to(proc, sent, "generate", f"u{i}", "fire") for i in range(3)]
     fail_batches_and(proc, "u1")
-    proc.emitter = FakeEmitter(out=False)
+    proc.outbox.emitter = FakeEmitter(out=False)
     topic = proc.settings.stage_topic("generate")
     asyncio.run(proc.process_many("generate", [b"{broken", *raws],
-                                  [f"{topic}:2:{n}" for n in range(20, 24)]))
-    # the refusal at 20, then u1 (offset 22) failing after u0 went on
-    assert proc.emitter.transactions == [(2, ["failed"], 21), (2, ["failed"], 23)]
-    assert proc.emitter.inputs == [(topic, 2), (topic, 2)]
+                                  [Position(topic, 2, n) for n in range(20, 24)]))
+    score = proc.settings.stage_topic("score")
+    # the refusal at 20, u0 on, u1 (offset 22) failing, u2 on: offsets only go up
+    assert proc.outbox.emitter.transactions == [(2, ["failed"], 21), (2, [score], 22),
+                                                (2, ["failed"], 23), (2, [score], 24)]
+    assert proc.outbox.emitter.inputs == [(topic, 2)] * 4
 
 
 def test_a_retry_on_a_partition_no_longer_owned_sends_nothing(tmp_path):
     from aiokafka.errors import KafkaTimeoutError
 
     proc, sent = make(tmp_path)
-    proc.emitter = FlakyEmitter(KafkaTimeoutError())
-    proc.owns = lambda topic, partition: False  # lost in a rebalance while the broker was away
-    asyncio.run(proc.process("ingest", b"{not json", "alerts:5:1"))
-    assert proc.emitter.transactions == [] and proc.emitter.offsets_asked == [] and sent == []
+    proc.outbox.emitter = FlakyEmitter(KafkaTimeoutError())
+    proc.outbox.owns = lambda topic, partition: False  # lost in a rebalance while the broker was away
+    asyncio.run(proc.process("ingest", b"{not json", Position("alerts", 5, 1)))
+    assert proc.outbox.emitter.transactions == [] and proc.outbox.emitter.offsets_asked == [] and sent == []
 
 
 def test_a_store_blip_while_reading_a_batch_is_waited_out(tmp_path, tiny):
@@ -651,22 +635,18 @@ def test_a_store_blip_while_reading_a_batch_is_waited_out(tmp_path, tiny):
                                                    stage="generate") == 1
 
 
-def test_faust_is_held_from_moving_a_partition_back_below_a_transactions_offset():
-    """What `hold_commits` relies on in Faust's own consumer: once held at an input's offset,
-    Faust will not commit up to it from earlier acks (that commit, landing after the
-    transaction's, would move the group back), and the input's own ack then commits as far as
-    the transaction did."""
-    import faust
-    from faust.types import TP
+@pytest.mark.parametrize("transactions", [True, False])
+def test_with_transactions_the_inputs_are_consumed_without_fausts_acks(tmp_path, transactions):
+    """With transactions, every input's offset commits in its outcome's transaction: Faust
+    must commit none of its own (a consumer commit landing after a transaction's could move the
+    group back, and the broker warns against mixing the two). Faust's public `acks` switch on
+    each input topic says so; without transactions Faust commits from its acks as usual."""
+    from alertanim.agents.app import create_app
 
-    from alertanim.agents.app import hold_commits
-
-    consumer = faust.App("hold-test", broker="kafka://127.0.0.1:1").consumer
-    tp = TP("alertanim.stage.animate", 3)
-    consumer._acked[tp].extend([7, 8])  # acked, not yet committed by Faust
-    asyncio.run(hold_commits(consumer, tp.topic, tp.partition, 10))  # the input is offset 9
-    assert consumer._new_offset(tp) == 9 and not consumer._should_commit(tp, 9)
-    consumer._acked[tp].append(9)  # the input's ack
-    assert consumer._new_offset(tp) == 10 and consumer._should_commit(tp, 10)
-    asyncio.run(hold_commits(consumer, tp.topic, tp.partition, 4))  # never lowers the hold
-    assert not consumer._should_commit(tp, 9)
+    settings = Settings(store="local", local_dir=str(tmp_path), models="tiny",
+                        transactions=transactions, stages="all")
+    app = create_app(settings)
+    channels = {agent.channel.get_topic_name(): agent.channel for agent in app.agents.values()}
+    assert set(channels) == {settings.topic_alerts,
+                             *(settings.stage_topic(s) for s in parse_stages("all")[1:])}
+    assert all(ch.acks is (not transactions) for ch in channels.values())

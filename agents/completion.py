@@ -1,0 +1,127 @@
+"""How a finished alert completes: its renditions stored, the `AnimationReady` event made and
+stored (so a redelivery finds it), the report drawn beside the uploads, and, for an alert that
+came in as CAP, the CAP Update that answers it. Synchronous: run off the event loop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from alertanim.pipeline import __version__ as PIPELINE_VERSION
+from alertanim.pipeline import graph
+from alertanim.pipeline.animate import Animation
+from alertanim.pipeline.quality import assess
+from alertanim.pipeline.report import render_report
+from alertanim.pipeline.stage import Kind
+from alertanim.pipeline.subject import alt_text
+from alertanim.pipeline.workflow import AlertRun
+from alertanim.schemas import (AnimationReady, CapResource, ImageRefs, Quality, Rendition, Report,
+                               StageMessage, cap_update)
+
+from .ports import FROM_ALERT, IMAGE_KINDS, fetch_images, values_of
+
+log = logging.getLogger("alertanim")
+
+_DESCRIPTIONS = {"image/gif": "Animated GIF", "image/webp": "Animated WebP",
+                 "video/mp4": "Video", "image/jpeg": "Still image"}
+
+
+class Completion:
+    def __init__(self, settings, store, ledger, host, io):
+        self.settings = settings
+        self.store = store
+        self.ledger = ledger
+        self.host = host
+        self.io = io  # the IO threads: renditions upload in parallel, the report beside them
+
+    def finish(self, msg: StageMessage, artifacts: dict[str, Any], seconds: dict[str, float],
+               inputs: dict[str, Any]) -> AnimationReady:
+        """Store the renditions, then the completion, and return the event to send. `inputs`:
+        what the last stage read, already fetched (the report reuses them)."""
+        animations: list[Animation] = [a for name, port in graph.PORTS.items()
+                                       if port.kind is Kind.ANIMATIONS
+                                       for a in artifacts.get(name, ())]
+        everything = {**msg.artifacts, **artifacts}
+        report = (self.io.submit(self._report, msg, everything, seconds, inputs)
+                  if self.settings.reports else None)
+        renditions = list(self.io.map(lambda a: self._rendition(msg, a), animations))
+        values = values_of(everything, msg)
+        subject = values["subject"]
+        ready = AnimationReady(
+            alert_id=msg.alert_id, run=msg.run, renditions=renditions, subject=subject.word,
+            prompt=subject.prompt, hazard=subject.hazard, language=subject.language,
+            clip_score=values["scores"].best, alt_text=alt_text(msg.alert.text, subject),
+            quality=Quality.model_validate(assess(values).as_dict(6), strict=False),
+            report=report.result() if report is not None else None,
+            stage_seconds=seconds, latency_seconds=round(time.time() - msg.received_at, 4),
+            model_ids=self.host.model_ids(), pipeline_version=PIPELINE_VERSION,
+            status=msg.alert.status, cap=msg.alert.cap, event=msg.alert.event,
+            severity=msg.alert.severity, urgency=msg.alert.urgency,
+            certainty=msg.alert.certainty, area=msg.alert.area,
+            completed_at=round(time.time(), 3))
+        self.ledger.record_ready(ready)
+        return ready
+
+    def _rendition(self, msg: StageMessage, a: Animation) -> Rendition:
+        key = self.ledger.rendition_key(msg.alert_id, msg.run, a.content_type)
+        uri = self.store.put(key, a.data, a.content_type)
+        url, expires = self.store.url(key, self.settings.presign_expiry_s)
+        return Rendition(media_type=a.content_type, s3_uri=uri, url=url, url_expires_at=expires,
+                         bytes=len(a.data), width=a.width, height=a.height,
+                         frame_count=a.frame_count, duration_ms=a.duration_ms,
+                         sha256=hashlib.sha256(a.data).hexdigest(),
+                         sha1=hashlib.sha1(a.data).hexdigest())
+
+    def _report(self, msg: StageMessage, artifacts: dict[str, Any], seconds: dict[str, float],
+                inputs: dict[str, Any]) -> Report | None:
+        """The alert's report, drawn from the run's images and values and stored beside its
+        renditions; the images the last stage read are reused, the others fetched. It explains
+        the animation; it is not the animation: if it cannot be drawn the event goes out
+        without it."""
+        try:
+            values: dict[str, Any] = {name: get(msg) for name, get in FROM_ALERT.items()}
+            values.update(values_of(artifacts, msg))
+            values.update(inputs)
+            for name, artifact in artifacts.items():
+                port = graph.PORTS.get(name)
+                if port is None or name in inputs:
+                    continue
+                if port.kind is Kind.ANIMATIONS:
+                    values[name] = artifact
+                elif isinstance(artifact, ImageRefs) and port.kind in IMAGE_KINDS:
+                    # (one at a time: this already runs on an IO thread)
+                    images = fetch_images(self.store, port, artifact.keys)
+                    values[name] = images if port.kind is Kind.IMAGES else images[0]
+            page = render_report(AlertRun(values, seconds), self.settings.method).encode("utf-8")
+            key = self.ledger.report_key(msg.alert_id, msg.run)
+            uri = self.store.put(key, page, "text/html; charset=utf-8")
+            url, expires = self.store.url(key, self.settings.presign_expiry_s)
+        except Exception as exc:  # noqa: BLE001 - a report is never worth an alert
+            log.warning("no report for %s: %r", msg.alert_id, exc)
+            return None
+        return Report(s3_uri=uri, url=url, url_expires_at=expires, bytes=len(page))
+
+    def cap_answer(self, ready: AnimationReady) -> bytes:
+        """The CAP 1.2 Update that answers the alert's CAP document with its renditions, made
+        from what is stored: a redelivery makes the same message (with fresh URLs)."""
+        resources = [CapResource(resource_desc=f"{_DESCRIPTIONS.get(r.media_type, 'animation')}"
+                                               f" of the alert ({ready.subject})",
+                                 mime_type=r.media_type, size=r.bytes, uri=self._public_uri(r),
+                                 digest=r.sha1)
+                     for r in ready.renditions]
+        return cap_update(self.ledger.cap_document(ready.alert_id), resources,
+                          sender=self.settings.cap_sender,
+                          identifier=f"alertanim.{ready.alert_id}.{ready.run}",
+                          sent=datetime.fromtimestamp(int(ready.completed_at or 0), timezone.utc),
+                          note=ready.alt_text)
+
+    def _public_uri(self, r: Rendition) -> str:
+        base = self.settings.public_base_url
+        if not base:
+            return r.url
+        key = r.s3_uri.split("://", 1)[-1].split("/", 1)[-1]  # the object's key in its bucket
+        return f"{base.rstrip('/')}/{key}"
