@@ -1,4 +1,27 @@
-"""The hazard lexicon that stage 3a (`pipeline/subject.py`) matches alerts against: data only.
+"""The hazard lexicon that stage 3a (`pipeline/subject.py`) matches alerts against, read from data.
+
+The data is package data in `lexicons/` beside this module, YAML (no code, comments allowed):
+
+- `<tag>.yaml` per language, named by its primary BCP-47 subtag (`ko.yaml`): `style` and `fold`
+  (how it matches, below), `script` (its writing systems, space-separated; default `latin`),
+  `aliases` (other subtags meaning it: `kor`), `fragments`, `terms` (hazard key → regular
+  expressions) and `exclusions` (regular expressions). A new language is a new file, a place in
+  `shared.yaml`'s two lists, and its tests.
+- `shared.yaml`: what every language shares. The `hazards`, each with ONE English `subject` and
+  ONE English `scene`; `neutral_subject` and `neutral_scene` for an alert that names none;
+  `languages`, the order the lexicons are searched in (see `subject._chain`); `cap_preference`,
+  which language of a multilingual CAP alert is animated (English first); `same` and `cap_cp`,
+  the CAP event codes; `scripts` and `aliases` of languages without a lexicon.
+- `fragments` are regular-expression pieces a file repeats: `{name}` in a term or an exclusion
+  stands for the fragment `name` of the same file (`{not_inside}산불`). Only an identifier in
+  braces is a reference, so quantifiers such as `{0,2}` stay what they are; `\\{` is a literal
+  brace. Fragments do not nest.
+
+Everything is read once, on import, and checked (`load_lexicons`): a file that is not valid
+YAML, a duplicated key, an unknown field, a term that is not a regular expression or has a
+capturing group, a term for an unknown hazard, an unknown fragment, a language missing from an
+order are refused with `LexiconError`, naming the file and the field. The tables below are what
+the rest of the code reads.
 
 How the matcher uses it:
 
@@ -11,28 +34,32 @@ How the matcher uses it:
   that announces one is about the wave). The CAP event codes, then the CAP event text, then the
   alert text decide in that order; a later one only refines or overrides the same way. At one
   place in the text the longest term wins ("hurricane-force winds" is wind, 지진해일 a tsunami).
-- `HAZARDS` order breaks the remaining ties: a finer hazard comes before its part (a test holds
-  it), so the finest of several candidates wins.
+- `HAZARDS` order breaks the remaining ties: a finer hazard comes before its part (checked on
+  load), so the finest of several candidates wins.
 - Every hazard has ONE English `subject` (the short noun CLIPSeg segments) and ONE English `scene`
-  (the prompt for a non-English alert). A `notice` never shows disaster imagery: its scene is the
-  prompt in every language, because its text names hazards that are not happening ("a test of
-  the tornado warning system") or describes a real person.
+  (the prompt for a non-English alert, ASCII). A `notice` never shows disaster imagery: its scene
+  is the prompt in every language, because its text names hazards that are not happening ("a
+  test of the tornado warning system") or describes a real person.
 - `TERMS[language][hazard]` are regular expressions, written lower-case in the language's own
-  spelling; the matcher folds alert and terms alike (see `LANGUAGES`), so accents written here
-  are optional in an alert. Only non-capturing groups.
-- Space-delimited languages match whole words: a term must start and end at a word boundary, so
+  spelling; the matcher folds alert and terms alike (`fold`: "latin" lower-case without accents,
+  "lower" lower-case only, as German umlauts and Vietnamese tones carry meaning, "cyrillic" also
+  ё→е, "arabic" also drops diacritics and tatweel and unifies alef, alef maqsura and ta marbuta),
+  so accents written here are optional in an alert. Only non-capturing groups.
+- A "spaced" language matches whole words: a term must start and end at a word boundary, so
   inflections are spelled out ("floods?", "flood(?:s|ing|ed)?", Russian case endings, Arabic
   clitics و ف ب ل ال). German compounds mark where a term may be glued to other words:
   "~brand(?:e|es|s)?" is any compound ending in "brand" (Großbrand), "hochwasser~" any compound
-  starting with it (Hochwasserwarnung). Chinese and Japanese have no spaces: their terms are
-  specific multi-character words. Korean terms match inside an eojeol, so a noun may carry any
-  particle or suffix (화재가, 홍수경보), and `_K` forbids a syllable before a term that would
-  otherwise sit inside another word (계산불가 holds 산불, 문화산업 holds 화산).
+  starting with it (Hochwasserwarnung). An "unspaced" language's terms carry their own context:
+  Chinese and Japanese terms are specific multi-character words; Korean terms match inside an
+  eojeol, so a noun may carry any particle or suffix (화재가, 홍수경보), and the fragment
+  `{not_inside}` forbids a syllable before a term that would otherwise sit inside another word
+  (계산불가 holds 산불, 문화산업 holds 화산).
 - `EXCLUSIONS[language]` are phrases that CONTAIN a term and must not count: false friends
   (문화재 holds 화재, "weinbrand" holds "brand", 坐着火车 holds 着火, 最高潮 holds 高潮) and the
-  "no tsunami is expected" of earthquake reports. They are blanked before the terms are matched.
-  False friends that hold no term (火曜日, 火锅, "firearm") need no entry; the tests keep a wider
-  list of false friends per language that must find no hazard.
+  "no tsunami is expected" of earthquake reports, which each language blanks first. They are
+  blanked before the terms are matched. False friends that hold no term (火曜日, 火锅, "firearm")
+  need no entry; the tests keep a wider list of false friends per language that must find no
+  hazard.
 - Korean 연기 is smoke, a postponement (延期: 행사가 연기되었습니다) and acting (演技): smoke needs
   the words that go with smoke (연기가 자욱, 검은 연기, 연기 흡입, 유독가스), and a bare 연기 finds
   nothing. Korean 불 (fire) likewise only counts as 불이 나/났/붙/번지 or 불길, never inside 불이익,
@@ -46,1028 +73,308 @@ How the matcher uses it:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from functools import cache
+from importlib.resources import files
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal
+
+import yaml
+from pydantic import (BaseModel, ConfigDict, Field, StringConstraints, ValidationError,
+                      field_validator, model_validator)
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
+SHARED = "shared.yaml"  # every other *.yaml in the folder is one language's lexicon
+
+_Key = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$")]  # a hazard
+_Tag = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}$")]  # a primary language subtag
+_Script = Annotated[str, StringConstraints(pattern=r"^[a-z]+(?: [a-z]+)*$")]
+_Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]  # a fragment
+_Text = Annotated[str, StringConstraints(min_length=1)]
+_REFERENCE = re.compile(r"(?<!\\)\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-@dataclass(frozen=True)
-class Hazard:
-    key: str  # stable identifier, reported as Subject.hazard
-    subject: str  # the English noun CLIPSeg segments: short and visible
-    scene: str  # the English prompt for a non-English alert (ASCII)
-    parent: str | None = None  # the more general hazard this one refines
+class LexiconError(ValueError):
+    """A lexicon file that is missing, not valid YAML or wrong; the message names the file and
+    the field."""
+
+
+class _Data(BaseModel):
+    # strict: YAML's own types are taken as they are (a `no` read as false is no language)
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class Hazard(_Data):
+    key: _Key  # stable identifier, reported as Subject.hazard
+    subject: _Text  # the English noun CLIPSeg segments: short and visible
+    scene: _Text  # the English prompt for a non-English alert (ASCII)
+    parent: _Key | None = None  # the more general hazard this one refines
     notice: bool = False  # not a disaster: the scene is always the prompt, in every language
     urgent: bool = False  # wins wherever an alert names it, whatever it names first
 
+    @field_validator("scene")
+    @classmethod
+    def _ascii(cls, scene: str) -> str:
+        if not scene.isascii():
+            raise ValueError("a scene is the model's prompt: ASCII only")
+        return scene
 
-NEUTRAL_SUBJECT = "emergency"
-NEUTRAL_SCENE = "an official public safety announcement on a city street, calm"
 
-# Urgent hazards first, then roughly the most specific and severe first, notices last. The order
-# only breaks ties (see the module docstring); a finer hazard must come before its parent.
-HAZARDS: tuple[Hazard, ...] = (
-    Hazard("test", "phone", "a smartphone on a table showing a test alert message on its screen, "
-           "calm indoor light", notice=True, urgent=True),
-    Hazard("tsunami", "tsunami", "a huge tsunami wave rushing into a coastal town", urgent=True),
-    Hazard("tornado_emergency", "tornado", "a large violent tornado tearing through a town, "
-           "debris in the air", parent="tornado"),
-    Hazard("flash_flood_emergency", "flood", "catastrophic flash flooding submerging streets, "
-           "cars and houses", parent="flash_flood"),
-    Hazard("tornado", "tornado", "a tornado funnel cloud touching the ground near houses"),
-    Hazard("flash_flood", "flood", "a flash flood, muddy water rushing down a street",
-           parent="flood"),
-    Hazard("dam_failure", "flood", "water bursting through a breached dam and flooding the "
-           "valley below", parent="flood"),
-    Hazard("hurricane", "hurricane", "a hurricane lashing a coastal town with violent wind and "
-           "rain, palm trees bending", parent="tropical_storm"),
-    Hazard("typhoon", "typhoon", "a typhoon with violent wind and rain hitting the coast",
-           parent="tropical_storm"),
-    Hazard("cyclone", "cyclone", "a tropical cyclone with violent wind and rain hitting a "
-           "coastal town", parent="tropical_storm"),
-    Hazard("tropical_storm", "storm", "a tropical storm with heavy rain and strong wind bending "
-           "palm trees", parent="storm"),
-    Hazard("storm_surge", "storm surge", "a storm surge pushing sea water over a seawall into "
-           "coastal streets", parent="coastal_flood"),
-    Hazard("wildfire", "wildfire", "a wildfire burning through a forest, flames and smoke",
-           parent="fire"),
-    Hazard("volcano", "volcano", "a volcano erupting, an ash plume rising over the mountain"),
-    Hazard("earthquake", "earthquake", "an earthquake shaking collapsing buildings"),
-    Hazard("avalanche", "avalanche", "an avalanche of snow rushing down a mountain slope"),
-    Hazard("landslide", "landslide", "a landslide of mud and rocks sliding down a hill onto a "
-           "road"),
-    Hazard("radiological", "radiation", "responders in protective suits measuring radiation, "
-           "radiation warning signs near a nuclear power plant", parent="hazmat"),
-    Hazard("explosion", "explosion", "an explosion with a fireball and debris"),
-    Hazard("chemical_leak", "chemical leak", "a toxic chemical gas leak from an industrial "
-           "plant", parent="hazmat"),
-    Hazard("biological", "biohazard", "responders in biohazard suits at a cordoned-off site "
-           "with biohazard signs", parent="hazmat"),
-    Hazard("hazmat", "hazardous materials", "leaking hazardous material drums at an industrial "
-           "site, responders in protective suits"),
-    Hazard("fire", "fire", "a fire has broken out in a building, flames and smoke"),
-    Hazard("smoke", "smoke", "thick smoke filling the air"),
-    Hazard("extreme_wind", "windstorm", "extreme wind tearing roofs off houses and bending "
-           "trees", parent="high_wind"),
-    Hazard("severe_thunderstorm", "thunderstorm", "a severe thunderstorm with lightning, dark "
-           "clouds and hail over a town", parent="storm"),
-    Hazard("dust_storm", "dust storm", "a towering dust storm engulfing a highway, low "
-           "visibility", parent="storm"),
-    Hazard("blizzard", "blizzard", "a blizzard with blowing snow and whiteout on a road",
-           parent="winter_storm"),
-    Hazard("snow_squall", "snow squall", "a sudden snow squall, whiteout blowing snow on a "
-           "highway with cars", parent="snow"),
-    Hazard("ice_storm", "ice", "an ice storm coating trees, power lines and roads in ice",
-           parent="winter_storm"),
-    Hazard("winter_storm", "snowstorm", "a winter storm with heavy snow and ice on roads and "
-           "houses", parent="storm"),
-    Hazard("heavy_snow", "snow", "heavy snow covering roads and houses", parent="snow"),
-    Hazard("coastal_flood", "flood", "sea water flooding a coastal road and waterfront houses",
-           parent="flood"),
-    Hazard("flood", "flood", "a flood with water rising in the streets"),
-    Hazard("heavy_rain", "heavy rain", "heavy rain pouring over flooded streets"),
-    Hazard("high_wind", "windstorm", "strong wind bending trees and blowing debris down a "
-           "street", parent="storm"),
-    Hazard("heat_wave", "heat wave", "a heat wave over a city, blazing sun and shimmering heat"),
-    Hazard("extreme_cold", "frost", "a frozen city street in extreme cold, frost and icicles "
-           "on buildings"),
-    Hazard("fine_dust", "haze", "a city skyline shrouded in thick grey fine dust haze, people "
-           "wearing masks"),
-    Hazard("storm", "storm", "a violent storm with strong wind and rain over a town"),
-    Hazard("snow", "snow", "snow falling on a town street"),
-    Hazard("boil_water", "glass of water", "a glass of tap water next to a pot on a kitchen "
-           "stove and a boil water notice", parent="water_contamination", notice=True),
-    Hazard("water_contamination", "glass of water", "a glass of tap water next to a "
-           "do-not-drink notice on a kitchen counter", notice=True),
-    Hazard("telephone_outage", "telephone", "a telephone handset on a desk beside a service "
-           "outage notice", notice=True),
-    Hazard("power_outage", "street lights", "a quiet city street at dusk with the street "
-           "lights and windows dark during a power outage", notice=True),
-    Hazard("missing_person", "poster", "a missing person poster pinned to a community notice "
-           "board", notice=True),
-)
+class Language(_Data):
+    """One `<tag>.yaml`: how one language matches, and its terms."""
 
-# Matching style and fold of each language with a lexicon. "spaced": whole words; "unspaced":
-# terms carry their own context. Folds (the matcher applies them to alert and terms alike):
-# "latin" lower-case without accents, "lower" lower-case only (German umlauts and Vietnamese
-# tones carry meaning: glätte/glatte, bão/bao), "cyrillic" also ё→е, "arabic" also drops
-# diacritics and tatweel and unifies alef, alef maqsura and ta marbuta.
-LANGUAGES: dict[str, tuple[str, str]] = {
-    "en": ("spaced", "latin"), "es": ("spaced", "latin"), "fr": ("spaced", "latin"),
-    "pt": ("spaced", "latin"), "it": ("spaced", "latin"), "ht": ("spaced", "latin"),
-    "tl": ("spaced", "latin"), "de": ("spaced", "lower"), "vi": ("spaced", "lower"),
-    "ru": ("spaced", "cyrillic"), "ar": ("spaced", "arabic"), "hi": ("spaced", "lower"),
-    "ko": ("unspaced", "lower"), "zh": ("unspaced", "lower"), "ja": ("unspaced", "lower"),
-}
+    style: Literal["spaced", "unspaced"]  # whole words, or terms that carry their own context
+    fold: Literal["latin", "lower", "cyrillic", "arabic"]
+    script: _Script = "latin"
+    aliases: list[_Tag] = []
+    fragments: dict[_Name, _Text] = {}
+    terms: dict[_Key, Annotated[list[_Text], Field(min_length=1)]] = Field(min_length=1)
+    exclusions: list[_Text] = []
 
+    @model_validator(mode="after")
+    def _expressions(self) -> Language:
+        problems = [f"fragments.{name}: a fragment may not refer to another"
+                    for name, text in self.fragments.items() if _REFERENCE.search(text)]
+        problems += _check([(f"terms.{hazard}[{i}]", term) for hazard, group in self.terms.items()
+                            for i, term in enumerate(group)], self.fragments)
+        problems += _check([(f"exclusions[{i}]", term) for i, term in enumerate(self.exclusions)],
+                           self.fragments)
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def expand(self, term: str) -> str:
+        """The regular expression a term stands for: its fragments filled in."""
+        return _expand(term, self.fragments)
+
+
+def _expand(term: str, fragments: dict[str, str]) -> str:
+    return _REFERENCE.sub(lambda ref: fragments[ref[1]], term)
+
+
+def _check(terms: list[tuple[str, str]], fragments: dict[str, str]) -> list[str]:
+    """What is wrong with each (field, term): an unknown fragment, not a regular expression, a
+    capturing group."""
+    problems = []
+    for where, term in terms:
+        unknown = sorted({ref for ref in _REFERENCE.findall(term) if ref not in fragments})
+        if unknown:
+            known = ", ".join(fragments) or "none"
+            problems.append(f"{where} {term!r}: no fragment {', '.join(unknown)} in this file "
+                            f"(it has: {known})")
+            continue
+        try:
+            groups = re.compile(_expand(term, fragments)).groups
+        except re.error as error:
+            problems.append(f"{where} {term!r}: not a regular expression ({error})")
+            continue
+        if groups:
+            problems.append(f"{where} {term!r}: use non-capturing groups (?:...)")
+    return problems
+
+
+class Shared(_Data):
+    """`shared.yaml`: what is the same in every language."""
+
+    neutral_subject: _Text
+    neutral_scene: _Text
+    languages: list[_Tag] = Field(min_length=1)  # the order the lexicons are searched in
+    cap_preference: list[_Tag] = Field(min_length=1)  # CAP <info> languages, the first first
+    hazards: list[Hazard] = Field(min_length=1)
+    scripts: dict[_Tag, _Script] = {}  # languages without a lexicon, not in Latin script alone
+    aliases: dict[_Tag, _Tag] = {}  # subtags of languages without a lexicon
+    same: dict[Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")], _Key] = {}
+    cap_cp: dict[Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+$")], _Key] = {}
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Shared:
+        problems = []
+        keys = [h.key for h in self.hazards]
+        problems += [f"hazards: {key} is listed twice" for key in _twice(keys)]
+        for i, h in enumerate(self.hazards):
+            if h.parent is not None and h.parent not in keys[i + 1:]:
+                problems.append(f"hazards[{i}] ({h.key}): parent {h.parent} is no hazard listed "
+                                "after it (a finer hazard comes before its parent)")
+        for field in ("same", "cap_cp"):
+            problems += [f"{field}.{code}: {key} is no hazard"
+                         for code, key in getattr(self, field).items() if key not in keys]
+        for field in ("languages", "cap_preference"):
+            problems += [f"{field}: {tag} is listed twice" for tag in _twice(getattr(self, field))]
+        if self.cap_preference[0] != "en":
+            problems.append("cap_preference: English comes first (its own words become the "
+                            "prompt)")
+        if not self.neutral_scene.isascii():
+            problems.append("neutral_scene: a scene is the model's prompt: ASCII only")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+
+def _twice(items: list[str]) -> list[str]:
+    return sorted({item for item in items if items.count(item) > 1})
+
+
+class Lexicons(_Data):
+    """Every file of one lexicon folder, checked against each other."""
+
+    shared: Shared
+    languages: dict[str, Language]  # by the tag in the file name, in file-name order
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Lexicons:
+        problems = []
+        tags = set(self.languages)
+        if "en" not in tags:
+            problems.append("en.yaml: missing (every alert falls back on English)")
+        for field in ("languages", "cap_preference"):
+            listed = getattr(self.shared, field)
+            problems += [f"{SHARED}: {field}: {tag}.yaml is not listed"
+                         for tag in sorted(tags - set(listed))]
+            problems += [f"{SHARED}: {field}: {tag} has no {tag}.yaml"
+                         for tag in listed if tag not in tags]
+        hazards = {h.key for h in self.shared.hazards}
+        for tag, lang in self.languages.items():
+            problems += [f"{tag}.yaml: terms.{key}: no such hazard in {SHARED}"
+                         for key in lang.terms if key not in hazards]
+        problems += [f"{SHARED}: scripts.{tag}: {tag}.yaml names its own script"
+                     for tag in self.shared.scripts if tag in tags]
+        owners: dict[str, list[str]] = {}
+        for alias, target in self.shared.aliases.items():
+            owners.setdefault(alias, []).append(SHARED)
+            if target in tags:
+                problems.append(f"{SHARED}: aliases.{alias}: list it in {target}.yaml's aliases")
+        for tag, lang in self.languages.items():
+            for alias in lang.aliases:
+                owners.setdefault(alias, []).append(f"{tag}.yaml")
+        for alias, where in owners.items():
+            if alias in tags:
+                problems += [f"{w}: aliases: {alias} is a language of its own ({alias}.yaml)"
+                             for w in where]
+            problems += [f"{w}: aliases: {alias} is already {where[0]}'s" for w in where[1:]]
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def ordered(self) -> list[tuple[str, Language]]:
+        """The languages in the order they are searched in."""
+        return [(tag, self.languages[tag]) for tag in self.shared.languages]
+
+
+def load_lexicons(folder: Traversable | Path | None = None) -> Lexicons:
+    """Read and check every lexicon file of a folder (by default the package's own)."""
+    folder = files(__package__) / "lexicons" if folder is None else folder
+    try:
+        names = sorted(entry.name for entry in folder.iterdir()
+                       if entry.name.endswith(".yaml") and entry.is_file())
+    except OSError as error:
+        raise LexiconError(f"{folder}: cannot list the lexicons ({error})") from None
+    if SHARED not in names:
+        raise LexiconError(f"{folder}: no {SHARED}")
+    shared = _read(folder / SHARED, Shared)
+    languages = {}
+    for name in names:
+        if name == SHARED:
+            continue
+        tag = name.removesuffix(".yaml")
+        if not re.fullmatch("[a-z]{2,3}", tag):
+            raise LexiconError(f"{folder / name}: a lexicon is named by its language's primary "
+                               "subtag (ko.yaml)")
+        languages[tag] = _read(folder / name, Language)
+    try:
+        return Lexicons(shared=shared, languages=languages)
+    except ValidationError as error:
+        raise _refusal(f"{folder}/", error) from None
+
+
+@cache
+def lexicons() -> Lexicons:
+    """The package's lexicons, read once."""
+    return load_lexicons()
+
+
+class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """YAML's safe loader, except that a key given twice in one mapping is an error: PyYAML
+    would keep the last one and silently drop the first hazard's terms."""
+
+
+def _unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict:
+    seen = set()
+    for key_node, _ in node.value:
+        if isinstance(key_node, yaml.ScalarNode):
+            key = loader.construct_scalar(key_node)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping", node.start_mark, f"found {key!r} twice",
+                    key_node.start_mark)
+            seen.add(key)
+    return loader.construct_mapping(node, deep=True)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
+def _read(path: Traversable | Path, model: type[_Data]) -> _Data:
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+    except (OSError, UnicodeDecodeError) as error:
+        raise LexiconError(f"{path}: cannot be read ({error})") from None
+    except yaml.MarkedYAMLError as error:
+        at = error.problem_mark
+        where = f"line {at.line + 1}, column {at.column + 1}: " if at is not None else ""
+        within = (f" ({error.context} at line {error.context_mark.line + 1})"
+                  if error.context and error.context_mark is not None else "")
+        raise LexiconError(f"{path}: not valid YAML: {where}{error.problem}{within}") from None
+    except yaml.YAMLError as error:
+        raise LexiconError(f"{path}: not valid YAML: {error}") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        raise _refusal(str(path), error) from None
+
+
+def _refusal(where: str, error: ValidationError) -> LexiconError:
+    """One line per problem: `<file>: <field>: <what is wrong>`. The checks of more than one
+    field (model validators) name their fields themselves; those of the folder, their files."""
+    lines = []
+    for problem in error.errors(include_url=False):
+        field = "".join(f"[{part}]" if isinstance(part, int) else f".{part}"
+                        for part in problem["loc"]).lstrip(".")
+        if problem["type"] == "value_error":
+            messages = str(problem["ctx"]["error"]).splitlines()
+        else:
+            messages = [problem["msg"]]
+            if not isinstance(problem["input"], (dict, list)):
+                messages[0] += f" (got {problem['input']!r})"
+        prefix = where if where.endswith("/") else f"{where}: "
+        lines += [f"{prefix}{field}: {m}" if field else f"{prefix}{m}" for m in messages]
+    return LexiconError("\n".join(lines))
+
+
+_LEXICONS = lexicons()
+
+NEUTRAL_SUBJECT: str = _LEXICONS.shared.neutral_subject
+NEUTRAL_SCENE: str = _LEXICONS.shared.neutral_scene
+HAZARDS: tuple[Hazard, ...] = tuple(_LEXICONS.shared.hazards)
+# Matching style and fold of each language with a lexicon, in the order they are searched in.
+LANGUAGES: dict[str, tuple[str, str]] = {tag: (lang.style, lang.fold)
+                                         for tag, lang in _LEXICONS.ordered()}
 # The writing systems (space-separated) of languages not written in Latin script alone; any
 # other language is Latin. A language hint that contradicts the alert's script is not trusted.
-SCRIPTS: dict[str, str] = {
-    **dict.fromkeys(("ko",), "hangul"),
-    **dict.fromkeys(("ja", "zh", "yue", "wuu"), "cjk"),
-    **dict.fromkeys(("ar", "fa", "ur", "ps", "ug", "sd", "ckb", "arz", "ary", "sdh", "uzs"),
-                    "arabic"),
-    **dict.fromkeys(("ru", "uk", "bg", "be", "mk", "kk", "ky", "mn", "tg", "tt", "ba", "cv",
-                     "os"), "cyrillic"),
-    "sr": "cyrillic latin", "ku": "latin arabic", "pa": "gurmukhi arabic",
-    **dict.fromkeys(("hi", "mr", "ne", "sa", "gom", "mai", "bho"), "devanagari"),
-    **dict.fromkeys(("el", "grc"), "greek"),
-    **dict.fromkeys(("he", "yi", "hbo"), "hebrew"),
-    **dict.fromkeys(("am", "ti"), "ethiopic"),
-    **dict.fromkeys(("hy",), "armenian"), **dict.fromkeys(("ka",), "georgian"),
-    **dict.fromkeys(("th",), "thai"), **dict.fromkeys(("lo",), "lao"),
-    **dict.fromkeys(("km",), "khmer"), **dict.fromkeys(("my",), "myanmar"),
-    **dict.fromkeys(("bn", "as"), "bengali"), **dict.fromkeys(("ta",), "tamil"),
-    **dict.fromkeys(("te",), "telugu"), **dict.fromkeys(("kn",), "kannada"),
-    **dict.fromkeys(("ml",), "malayalam"), **dict.fromkeys(("gu",), "gujarati"),
-    **dict.fromkeys(("or",), "oriya"),
-    **dict.fromkeys(("si",), "sinhala"), **dict.fromkeys(("dz",), "tibetan"),
-}
-
+SCRIPTS: dict[str, str] = {**_LEXICONS.shared.scripts,
+                           **{tag: lang.script for tag, lang in _LEXICONS.ordered()
+                              if lang.script != "latin"}}
 # BCP-47 primary subtags that mean a language listed here under another name.
-ALIASES: dict[str, str] = {"fil": "tl", "iw": "he", "in": "id", "ji": "yi", "cmn": "zh",
-                           "hat": "ht", "eng": "en", "spa": "es", "kor": "ko", "jpn": "ja"}
-
-_K = r"(?<![\uac00-\ud7a3])"  # Korean: no Hangul syllable right before the term
-_DEVA = r"[\u0900-\u0963\u0966-\u097f]"  # a Devanagari letter or sign (Python's \w misses signs)
-
+ALIASES: dict[str, str] = {**_LEXICONS.shared.aliases,
+                           **{alias: tag for tag, lang in _LEXICONS.ordered()
+                              for alias in lang.aliases}}
 TERMS: dict[str, dict[str, tuple[str, ...]]] = {
-    "en": {
-        "test": (r"this is (?:only )?an? (?:test|drill|exercise)",
-                 r"(?:test|practice|demo|demonstration) (?:message|alert|warning|transmission|"
-                 r"notification)s?",
-                 r"(?:required )?(?:monthly|weekly) tests?",
-                 r"tests? of the (?:emergency|wireless|national|public|outdoor|civil|alert|"
-                 r"warning|siren|ipaws|eas)",
-                 r"(?:siren|alert system|warning system) tests?", r"exercise,? exercise",
-                 r"testing (?:of )?(?:the )?(?:outdoor )?(?:warning )?sirens?",
-                 r"(?:earthquake|tornado|fire|evacuation|tsunami|emergency|shelter|lockdown) "
-                 r"drills?"),
-        "tsunami": (r"tsunamis?", r"tidal waves?"),
-        "tornado_emergency": (r"tornado emergency",),
-        "flash_flood_emergency": (r"flash[- ]flood emergency",),
-        "tornado": (r"tornado(?:e?s)?", r"twisters?", r"funnel clouds?", r"waterspouts?"),
-        "flash_flood": (r"flash[- ]flood(?:s|ing|ed)?",),
-        "dam_failure": (r"(?:dam|levee) (?:failure|break|breach|collapse)s?",
-                        r"(?:dam|levee) (?:has |have )?(?:failed|broken|breached|collapsed)",
-                        r"breached (?:dam|levee)s?"),
-        "storm_surge": (r"storm surges?",),
-        "hurricane": (r"hurricanes?",),
-        "typhoon": (r"(?:super )?typhoons?",),
-        "cyclone": (r"(?:tropical )?cyclones?", r"cyclonic storms?"),
-        "tropical_storm": (r"tropical storms?", r"tropical depressions?"),
-        "wildfire": (r"wild ?fires?", r"wildland fires?",
-                     r"(?:forest|bush|brush|grass|vegetation|range) ?fires?",
-                     r"red flag warnings?", r"fire weather (?:watch|warning)(?:es|s)?",
-                     r"burn bans?"),
-        "volcano": (r"volcano(?:e?s)?", r"volcanic", r"eruptions?", r"lava flows?",
-                    r"ash ?fall"),
-        "earthquake": (r"earthquakes?", r"quakes?", r"aftershocks?", r"tremors?",
-                       r"seismic (?:activity|event|shaking|waves?)"),
-        "avalanche": (r"avalanches?",),
-        "landslide": (r"landslides?", r"mud ?slides?", r"rock ?slides?", r"debris flows?",
-                      r"slope failures?"),
-        "radiological": (r"radiation", r"radiological", r"radioactive",
-                         r"nuclear (?:power )?(?:plant )?(?:incident|accident|emergency|"
-                         r"release|leak)s?"),
-        "explosion": (r"explosions?", r"exploded", r"blasts?"),
-        "chemical_leak": (r"chemical (?:leak|spill|release|plume|cloud)s?",
-                          r"(?:gas|ammonia|chlorine|propane) leaks?",
-                          r"toxic (?:gas|fumes|cloud|plume|vapou?r)s?", r"gas releases?"),
-        "biological": (r"biological (?:hazard|agent|threat|contamination)s?", r"biohazards?"),
-        "hazmat": (r"hazardous (?:materials?|substances?|chemicals?)", r"haz-?mat",
-                   r"dangerous goods"),
-        "fire": (r"fires?", r"blazes?", r"flames", r"burning", r"ablaze"),
-        "smoke": (r"smoke", r"smoky"),
-        "extreme_wind": (r"extreme winds?", r"hurricane[- ]force winds?"),
-        "severe_thunderstorm": (r"(?:severe )?thunderstorms?", r"t-?storms?", r"hail ?storms?",
-                                r"(?:large|damaging|golf ?ball|baseball|quarter|ping[- ]pong)"
-                                r"(?: size)? hail", r"hail", r"hailstones?", r"lightning"),
-        "dust_storm": (r"dust ?storms?", r"sand ?storms?", r"haboobs?", r"blowing dust"),
-        "blizzard": (r"blizzards?",),
-        "snow_squall": (r"snow squalls?",),
-        "ice_storm": (r"ice storms?", r"freezing rain", r"black ice", r"icy roads?"),
-        "winter_storm": (r"winter storms?", r"winter weather", r"nor'?easters?"),
-        "heavy_snow": (r"heavy snow(?:fall)?s?", r"snow ?storms?",
-                       r"significant snow(?:fall)?"),
-        "coastal_flood": (r"coastal flood(?:s|ing)?", r"king tides?"),
-        "flood": (r"floods?", r"flooding", r"flooded", r"inundat(?:ion|ed)"),
-        "heavy_rain": (r"heavy rain(?:fall|s)?", r"torrential rains?", r"downpours?",
-                       r"rain ?storms?", r"excessive rain(?:fall)?"),
-        "high_wind": (r"(?:high|damaging|strong) winds?", r"gales?", r"wind ?storms?",
-                      r"wind gusts?"),
-        "heat_wave": (r"heat ?waves?", r"(?:extreme|excessive) heat",
-                      r"heat (?:advisory|advisories|warnings?|emergency)"),
-        "extreme_cold": (r"extreme cold", r"(?:dangerous|bitter|extreme) wind chills?",
-                         r"cold waves?", r"hard freeze", r"freeze warnings?"),
-        "fine_dust": (r"fine dust", r"particulate matter", r"smog", r"pm ?2\.5",
-                      r"air quality (?:alert|advisory|advisories|warning)s?"),
-        "storm": (r"storms?", r"stormy"),
-        "snow": (r"snow(?:fall|ing)?", r"snowy"),
-        "boil_water": (r"boil[- ]water", r"boil (?:your |all |the )?(?:tap )?water",
-                       r"water (?:must|should) be boiled", r"boiled water"),
-        "water_contamination": (r"do not (?:drink|use) (?:the )?(?:tap )?water",
-                                r"(?:drinking )?water contamination",
-                                r"contaminated (?:drinking |tap )?water"),
-        "telephone_outage": (r"9-?1-?1 (?:service )?(?:outages?|disruptions?)",
-                             r"9-?1-?1 (?:service )?(?:is )?(?:currently )?(?:down|out of "
-                             r"service|unavailable|not working)",
-                             r"(?:telephone|phone|landline) (?:service )?outages?",
-                             r"(?:unable|cannot|can't) (?:to )?(?:call|reach|dial) 9-?1-?1"),
-        "power_outage": (r"power outages?", r"power (?:is )?out", r"blackouts?",
-                         r"without power", r"loss of power"),
-        "missing_person": (r"missing (?:person|child|children|adult|senior|man|woman|boy|girl|"
-                           r"teen|teenager|hiker|juvenile|elderly|endangered person)s?",
-                           r"(?:amber|silver|ashanti) alerts?", r"last seen",
-                           r"child abductions?"),
-    },
-    "es": {
-        "test": (r"(?:mensaje|alerta)s? de prueba", r"esto es (?:solo )?(?:una )?prueba",
-                 r"simulacros?", r"prueba del sistema"),
-        "tsunami": (r"tsunamis?", r"maremotos?"),
-        "tornado_emergency": (r"emergencia (?:por|de) tornados?",),
-        "flash_flood_emergency": (r"emergencia (?:por|de) inundaci(?:ón|ones) repentinas?",),
-        "tornado": (r"tornados?", r"trombas? marinas?", r"nubes? (?:de )?embudo"),
-        "flash_flood": (r"inundaci(?:ón|ones) (?:repentinas?|súbitas?|relámpago)",
-                        r"crecidas? (?:repentinas?|súbitas?)", r"avenidas? súbitas?"),
-        "dam_failure": (r"(?:rotura|ruptura|falla|colapso) de (?:la )?(?:presa|represa)",),
-        "storm_surge": (r"marejadas? ciclónicas?", r"marejadas? de tormenta"),
-        "hurricane": (r"huracán", r"huracanes"),
-        "typhoon": (r"tifón", r"tifones"),
-        "cyclone": (r"ciclón", r"ciclones"),
-        "tropical_storm": (r"tormentas? tropical(?:es)?", r"depresi(?:ón|ones) tropical(?:es)?"),
-        "wildfire": (r"incendios? forestal(?:es)?", r"fuegos? forestal(?:es)?",
-                     r"incendios? (?:de|en) (?:monte|pastizal(?:es)?|vegetación|maleza)"),
-        "volcano": (r"volcán", r"volcanes", r"erupci(?:ón|ones)", r"ceniza volcánica"),
-        "earthquake": (r"sismos?", r"terremotos?", r"temblor(?:es)?", r"movimiento telúrico"),
-        "avalanche": (r"alud(?:es)?", r"avalanchas?"),
-        "landslide": (r"deslizamientos?(?: de tierra)?", r"deslaves?", r"derrumbes?",
-                      r"corrimientos? de tierra"),
-        "radiological": (r"radiación", r"radiactiv[oa]s?", r"emergencia radiológica"),
-        "explosion": (r"explosi(?:ón|ones)", r"explotó"),
-        "chemical_leak": (r"fugas? de (?:gas|amoníaco|amoniaco|cloro)", r"fugas? químicas?",
-                          r"derrames? químicos?", r"nubes? tóxicas?", r"gases? tóxicos?"),
-        "biological": (r"(?:riesgo|peligro) biológico",),
-        "hazmat": (r"(?:materiales|materias|sustancias) peligros[oa]s",),
-        "fire": (r"incendios?", r"fuego", r"en llamas"),
-        "smoke": (r"humo", r"humareda"),
-        "extreme_wind": (r"vientos? extremos?", r"vientos? huracanados?"),
-        "severe_thunderstorm": (r"tormentas? (?:eléctricas?|severas?|fuertes)", r"granizo",
-                                r"granizadas?", r"tormentas? de granizo"),
-        "dust_storm": (r"tormentas? de (?:polvo|arena)", r"tolvaneras?"),
-        "blizzard": (r"tormentas? de nieve", r"ventiscas?"),
-        "snow_squall": (r"rachas? de nieve",),
-        "ice_storm": (r"lluvia (?:helada|engelante)", r"tormentas? de hielo"),
-        "winter_storm": (r"tormentas? invernal(?:es)?",),
-        "heavy_snow": (r"nevadas? (?:intensas?|fuertes|copiosas?)",
-                       r"(?:fuertes|intensas) nevadas"),
-        "coastal_flood": (r"inundaci(?:ón|ones) costeras?",),
-        "flood": (r"inundaci(?:ón|ones)", r"inundad[oa]s?", r"crecidas?",
-                  r"desbordamientos?", r"riadas?"),
-        "heavy_rain": (r"lluvias? (?:intensas?|fuertes|torrenciales?)",
-                       r"(?:fuertes|intensas) lluvias", r"aguaceros?", r"chaparr(?:ón|ones)"),
-        "high_wind": (r"vientos? (?:fuertes?|intensos?)", r"fuertes vientos", r"vendavales?",
-                      r"rachas? de viento"),
-        "heat_wave": (r"olas? de calor", r"calor extremo", r"golpes? de calor"),
-        "extreme_cold": (r"frío extremo", r"olas? de frío", r"heladas?"),
-        "fine_dust": (r"calidad del aire", r"contaminación del aire", r"smog",
-                      r"partículas finas"),
-        "storm": (r"tormentas?",),
-        "snow": (r"nieve", r"nevadas?"),
-        "boil_water": (r"hiervan? el agua", r"hervir el agua", r"agua hervida"),
-        "water_contamination": (r"agua contaminada", r"no (?:beba|tome|use) el agua"),
-        "telephone_outage": (r"9-?1-?1 (?:no funciona|fuera de servicio|no está disponible|"
-                             r"interrumpido)",
-                             r"(?:interrupción|falla|caída) (?:del|en el) (?:servicio )?"
-                             r"(?:del )?9-?1-?1"),
-        "power_outage": (r"apag(?:ón|ones)", r"cortes? de (?:luz|energía|electricidad)",
-                         r"falla eléctrica"),
-        "missing_person": (r"desaparecid[oa]s?", r"extraviad[oa]s?", r"alerta amber"),
-    },
-    "pt": {
-        "test": (r"(?:mensage(?:m|ns)|alertas?) de teste",
-                 r"(?:isto|este|esta) é (?:um|uma) (?:teste|simulado|mensagem de teste)",
-                 r"simulados? de (?:evacuação|emergência)", r"simulacros?"),
-        "tsunami": (r"tsunamis?", r"maremotos?"),
-        "tornado": (r"tornados?", r"nuvens? funil"),
-        "flash_flood": (r"enxurradas?", r"inundaç(?:ão|ões) (?:repentinas?|súbitas?|bruscas?)",
-                        r"cheias? (?:repentinas?|súbitas?|rápidas?)"),
-        "dam_failure": (r"(?:rompimento|ruptura) d[ae] (?:barragem|represa)",),
-        "storm_surge": (r"ressacas? (?:do mar|marítimas?)", r"maré de tempestade"),
-        "hurricane": (r"furac(?:ão|ões)",),
-        "typhoon": (r"tuf(?:ão|ões)",),
-        "cyclone": (r"ciclones?(?: extratropica(?:l|is))?",),
-        "tropical_storm": (r"tempestades? tropica(?:l|is)",),
-        "wildfire": (r"incêndios? florest(?:al|ais)", r"fogos? florest(?:al|ais)",
-                     r"queimadas?", r"incêndios? (?:em|na|de) (?:mata|vegetação|floresta)"),
-        "volcano": (r"vulc(?:ão|ões)", r"erupç(?:ão|ões)"),
-        "earthquake": (r"terremotos?", r"sismos?", r"tremor(?:es)? de terra",
-                       r"abalos? sísmicos?"),
-        "avalanche": (r"avalanches?",),
-        "landslide": (r"deslizamentos?(?: de terra)?", r"desmoronamentos?",
-                      r"quedas? de barreiras?"),
-        "radiological": (r"radiaç(?:ão|ões)", r"radioativ[oa]s?", r"acidente nuclear"),
-        "explosion": (r"explos(?:ão|ões)", r"explodiu"),
-        "chemical_leak": (r"(?:vazamentos?|fugas?) de (?:gás|amônia|cloro|produtos? químicos?)",
-                          r"nuvens? tóxicas?", r"gases? tóxicos?"),
-        "biological": (r"risco biológico",),
-        "hazmat": (r"produtos? perigosos?", r"materia(?:l|is) perigosos?",
-                   r"substâncias? perigosas?"),
-        "fire": (r"incêndios?", r"fogo", r"em chamas"),
-        "smoke": (r"fumaça",),
-        "extreme_wind": (r"ventos? extremos?",),
-        "severe_thunderstorm": (r"tempestades? (?:severas?|fortes|elétricas?)", r"granizo",
-                                r"chuvas? de granizo", r"trovoadas?"),
-        "dust_storm": (r"tempestades? de (?:poeira|areia)",),
-        "blizzard": (r"nevascas?",),
-        "ice_storm": (r"chuva congelada",),
-        "heavy_snow": (r"nevadas? (?:fortes?|intensas?)",),
-        "coastal_flood": (r"inundaç(?:ão|ões) costeiras?",),
-        "flood": (r"enchentes?", r"inundaç(?:ão|ões)", r"alagamentos?", r"transbordamentos?",
-                  r"cheias? (?:d[oe]s?|n[oa]s?) (?:rios?|ribeiras?)"),
-        "heavy_rain": (r"chuvas? (?:fortes?|intensas?|torrenciais|volumosas?)",
-                       r"fortes chuvas", r"aguaceiros?"),
-        "high_wind": (r"ventos? fortes", r"fortes ventos", r"vendava(?:l|is)",
-                      r"rajadas? de vento"),
-        "heat_wave": (r"ondas? de calor", r"calor (?:extremo|intenso)"),
-        "extreme_cold": (r"ondas? de frio", r"frio (?:extremo|intenso)", r"geadas?"),
-        "fine_dust": (r"qualidade do ar", r"poluição do ar", r"smog"),
-        "storm": (r"tempestades?",),
-        "snow": (r"neve", r"nevadas?"),
-        "boil_water": (r"ferva a água", r"ferver a água", r"água fervida"),
-        "water_contamination": (r"água contaminada", r"não beba (?:a )?água"),
-        "telephone_outage": (r"(?:190|192|193|199|112) (?:está )?(?:fora do ar|indisponível|"
-                             r"inoperante)",
-                             r"falhas? n[oa]s? (?:números?|telefones?|serviços?) de emergência"),
-        "power_outage": (r"falta de (?:energia|luz)", r"queda de energia", r"apag(?:ão|ões)",
-                         r"blecautes?"),
-        "missing_person": (r"desaparecid[oa]s?", r"alerta amber"),
-    },
-    "fr": {
-        "test": (r"ceci est un (?:test|exercice)", r"(?:message|alerte)s? (?:de )?test",
-                 r"exercices? (?:d'alerte|de sécurité|d'évacuation)",
-                 r"test (?:du|des) (?:système|sirènes?|dispositif)", r"essai des sirènes"),
-        "tsunami": (r"tsunamis?", r"raz[- ]de[- ]marée"),
-        "tornado": (r"tornades?", r"trombes? marines?"),
-        "flash_flood": (r"crues? (?:soudaines?|éclairs?|torrentielles?)",
-                        r"inondations? (?:soudaines?|éclairs?)"),
-        "dam_failure": (r"ruptures? (?:de|du|d'un) (?:barrage|digue)s?",),
-        "storm_surge": (r"vagues?-submersion", r"ondes? de tempête"),
-        "hurricane": (r"ouragans?",),
-        "typhoon": (r"typhons?",),
-        "cyclone": (r"cyclones?",),
-        "tropical_storm": (r"tempêtes? tropicales?", r"dépressions? tropicales?"),
-        "wildfire": (r"feux? de (?:forêt|brousse|végétation|broussailles|garrigue)",
-                     r"incendies? de (?:forêt|végétation|broussailles)",
-                     r"incendies? forestiers?"),
-        "volcano": (r"volcans?", r"éruptions?(?: volcaniques?)?"),
-        "earthquake": (r"séismes?", r"tremblements? de terre", r"secousses? sismiques?"),
-        "avalanche": (r"avalanches?",),
-        "landslide": (r"glissements? de terrain", r"éboulements?", r"coulées? de boue",
-                      r"chutes? de pierres"),
-        "radiological": (r"radioacti(?:f|fs|ve|ves|vité)", r"accident nucléaire",
-                         r"radiations?"),
-        "explosion": (r"explosions?",),
-        "chemical_leak": (r"fuites? de (?:gaz|produits? chimiques?|chlore|ammoniac)",
-                          r"nuages? toxiques?", r"gaz toxiques?"),
-        "biological": (r"risque biologique",),
-        "hazmat": (r"matières? dangereuses?", r"produits? dangereux"),
-        "fire": (r"incendies?", r"au feu", r"départs? de feu", r"flammes"),
-        "smoke": (r"fumées?",),
-        "extreme_wind": (r"vents? extrêmes?",),
-        "severe_thunderstorm": (r"orages?", r"grêle", r"averses? de grêle"),
-        "dust_storm": (r"tempêtes? de (?:sable|poussière)",),
-        "blizzard": (r"tempêtes? de neige", r"blizzards?"),
-        "snow_squall": (r"bourrasques? de neige", r"rafales? de neige"),
-        "ice_storm": (r"verglas", r"pluies? verglaçantes?", r"tempêtes? de verglas"),
-        "winter_storm": (r"tempêtes? hivernales?",),
-        "heavy_snow": (r"fortes chutes de neige", r"chutes de neige (?:importantes|abondantes)",
-                       r"neige abondante"),
-        "coastal_flood": (r"submersions? marines?", r"inondations? côtières?"),
-        "flood": (r"inondations?", r"inondée?s?", r"crues?"),
-        "heavy_rain": (r"pluies? (?:intenses?|diluviennes?|torrentielles?|abondantes?)",
-                       r"fortes pluies"),
-        "high_wind": (r"vents? violents?", r"fortes rafales", r"rafales de vent",
-                      r"coups? de vent"),
-        "heat_wave": (r"canicules?", r"vagues? de chaleur", r"fortes chaleurs",
-                      r"chaleur extrême"),
-        "extreme_cold": (r"grand froid", r"vagues? de froid", r"froid extrême"),
-        "fine_dust": (r"pollution (?:de l'air|atmosphérique|aux particules)",
-                      r"particules fines", r"qualité de l'air", r"smog"),
-        "storm": (r"tempêtes?",),
-        "snow": (r"neige", r"chutes? de neige"),
-        "boil_water": (r"(?:faire|faites) bouillir (?:l'eau|votre eau)", r"eau bouillie"),
-        "water_contamination": (r"eau (?:du robinet )?(?:non potable|contaminée|impropre à la "
-                                r"consommation)", r"ne buvez pas l'eau"),
-        "telephone_outage": (r"(?:numéros? d'urgence|le 1[578]|le 112|le 911)(?: \w+){0,2} "
-                             r"(?:indisponibles?|perturbés?|en panne|hors service)",
-                             r"panne (?:des|du) (?:numéros? d'urgence|911|112)"),
-        "power_outage": (r"(?:pannes?|coupures?) (?:d'électricité|de courant)",),
-        "missing_person": (r"personnes? disparues?", r"disparitions? inquiétantes?",
-                           r"alerte (?:enlèvement|amber)", r"portée? disparue?"),
-    },
-    "it": {
-        "test": (r"messaggi(?:o)? di (?:prova|test)",
-                 r"questo è un (?:test|messaggio di prova)", r"esercitazion[ei]",
-                 r"test (?:del|dei) (?:sistema|sirene)"),
-        "tsunami": (r"tsunami", r"maremot[oi]"),
-        "tornado": (r"tornado", r"trombe? d'aria"),
-        "flash_flood": (r"piena improvvisa", r"piene improvvise"),
-        "dam_failure": (r"(?:crollo|cedimento|rottura) (?:della|di una) (?:diga|argine)",
-                        r"(?:crollo|cedimento|rottura) (?:dell'|di un )argine"),
-        "storm_surge": (r"mareggiat[ae]",),
-        "hurricane": (r"uragan[oi]",),
-        "typhoon": (r"tifon[ei]",),
-        "cyclone": (r"ciclon[ei]",),
-        "tropical_storm": (r"tempest[ae] tropical[ei]",),
-        "wildfire": (r"incendi(?:o)? boschiv[oi]", r"incendi(?:o)? (?:di|nel) bosc(?:o|hi)",
-                     r"incendi(?:o)? di vegetazione", r"incendi(?:o)? forestal[ei]"),
-        "volcano": (r"vulcan[oi]", r"eruzion[ei]"),
-        "earthquake": (r"terremot[oi]", r"sism[ai]", r"scossa (?:di terremoto|sismica)",
-                       r"scosse (?:di terremoto|sismiche)"),
-        "avalanche": (r"valang(?:a|he)", r"slavin[ae]"),
-        "landslide": (r"fran[ae]", r"smottament[oi]", r"colat[ae] di fango"),
-        "radiological": (r"radioattiv[oaie]", r"radiazion[ei]"),
-        "explosion": (r"esplosion[ei]",),
-        "chemical_leak": (r"fug(?:a|he) di gas", r"nub[ei] tossic(?:a|he)", r"gas tossic[oi]",
-                          r"sversament[oi] (?:di sostanze )?chimic[oi]"),
-        "biological": (r"rischio biologico",),
-        "hazmat": (r"sostanze pericolose", r"materiali pericolosi", r"merci pericolose"),
-        "fire": (r"incendi(?:o)?", r"fiamme", r"rog(?:o|hi)"),
-        "smoke": (r"fumo",),
-        "extreme_wind": (r"vent[oi] estrem[oi]",),
-        "severe_thunderstorm": (r"temporal[ei]", r"grandin(?:e|ate|ata)"),
-        "dust_storm": (r"tempest[ae] di (?:sabbia|polvere)",),
-        "blizzard": (r"bufer[ae] di neve", r"tormenta"),
-        "ice_storm": (r"gelicidio", r"pioggia gelata"),
-        "heavy_snow": (r"nevicat[ae] (?:abbondant[ei]|intens[ae]|fort[ei])", r"forti nevicate",
-                       r"neve abbondante"),
-        "coastal_flood": (r"acqua alta",),
-        "flood": (r"alluvion[ei]", r"inondazion[ei]", r"allagament[oi]", r"esondazion[ei]",
-                 r"esondat[oi]", r"onda di piena", r"piena del fiume"),
-        "heavy_rain": (r"piogg(?:ia|e) (?:intens[ae]|fort[ei]|torrenzial[ei]|abbondant[ei])",
-                       r"forti piogge", r"bomb[ae] d'acqua", r"nubifragi(?:o)?"),
-        "high_wind": (r"vent[oi] fort[ei]", r"forti venti", r"raffiche di vento", r"burrasca"),
-        "heat_wave": (r"ondat[ae] di calore", r"caldo estremo"),
-        "extreme_cold": (r"ondat[ae] di freddo", r"freddo estremo", r"gelo intenso"),
-        "fine_dust": (r"polveri sottili", r"smog", r"qualità dell'aria"),
-        "storm": (r"tempest[ae]", r"maltempo"),
-        "snow": (r"neve", r"nevicat[ae]"),
-        "boil_water": (r"(?:far )?bollire l'acqua", r"acqua bollita"),
-        "water_contamination": (r"acqua (?:non potabile|contaminata)", r"non bere l'acqua"),
-        "telephone_outage": (r"112 (?:non (?:è )?(?:raggiungibile|disponibile|funzionante)|"
-                             r"fuori servizio)", r"guasto (?:al|del) (?:numero )?112"),
-        "power_outage": (r"black-?out", r"interruzion[ei] (?:di|della) (?:corrente|energia "
-                         r"elettrica)"),
-        "missing_person": (r"person[ae] scompars[ae]", r"scompars[oaie]",
-                           r"ricerche? di (?:una|un) (?:persona|uomo|donna|bambin[oa])"),
-    },
-    "de": {
-        "test": (r"probealarm~", r"warntag~", r"test(?:warnung|meldung|nachricht|alarm)~",
-                 r"sirenentest~", r"dies ist (?:nur )?eine? (?:test|übung|probe)~"),
-        "tsunami": (r"tsunami~",),
-        "tornado": (r"tornado~", r"windhose~"),
-        "flash_flood": (r"sturzflut~", r"plötzliche(?:s|n)? (?:überschwemmung|hochwasser)~"),
-        "dam_failure": (r"~dammbruch~", r"~deichbruch~"),
-        "storm_surge": (r"~sturmflut~",),
-        "hurricane": (r"hurrikan~",),
-        "typhoon": (r"taifun~",),
-        "cyclone": (r"zyklon(?:e|en)?",),
-        "tropical_storm": (r"tropensturm~", r"tropische(?:r|n)? sturm~"),
-        "wildfire": (r"~waldbr(?:and|ände)~", r"~vegetationsbr(?:and|ände)~",
-                     r"~flächenbr(?:and|ände)~", r"~wiesenbr(?:and|ände)~"),
-        "volcano": (r"vulkan~",),
-        "earthquake": (r"~erdbeben~",),
-        "avalanche": (r"~lawine~",),
-        "landslide": (r"~erdrutsch~", r"~hangrutsch~", r"murenabg(?:ang|änge)~", r"muren?",
-                      r"~felssturz~", r"~steinschlag~"),
-        "radiological": (r"radioaktiv~", r"radiologisch~",
-                         r"nukleare(?:r|n)? (?:unfall|notfall)~"),
-        "explosion": (r"~explosion~", r"~detonation~", r"explodiert~"),
-        "chemical_leak": (r"~gasaustritt~", r"gasleck~", r"gaswolke~", r"chemieunfall~",
-                          r"~ammoniakaustritt~", r"chlorgas~",
-                          r"giftige(?:s|n|r)? (?:gas|dämpfe|wolke|rauchgase)~",
-                          r"austritt von (?:gas|chemikalien|ammoniak|chlor)~"),
-        "biological": (r"biologische(?:r|n)? gefahr~",),
-        "hazmat": (r"gefahrstoff~", r"gefahrgut~", r"gefährliche(?:r|n)? stoff~"),
-        "fire": (r"~brand(?:e|es|s)?", r"~brände(?:n)?", r"~feuer(?:s)?", r"brennt",
-                 r"brennende(?:s|n|r)?"),
-        "smoke": (r"rauch(?:wolken?|entwicklung|schwaden|gase?)?",),
-        "extreme_wind": (r"orkan~", r"~orkanböe~", r"extreme(?:r|n)? (?:wind|sturm)~"),
-        "severe_thunderstorm": (r"~gewitter~", r"~hagel(?:schlag|sturm|körner|schauer)?"),
-        "dust_storm": (r"sandsturm~", r"staubsturm~"),
-        "blizzard": (r"schneesturm~", r"blizzard~"),
-        "ice_storm": (r"glatteis~", r"eisregen~", r"überfrierende(?:r)? nässe"),
-        "winter_storm": (r"wintersturm~",),
-        "heavy_snow": (r"(?:starke(?:r|n)?|heftige(?:r|n)?|ergiebige(?:r|n)?) schneef(?:all|älle)~",
-                       r"schneechaos", r"schneeverwehung~"),
-        "flood": (r"~hochwasser~", r"~überschwemmung~", r"~überflutung~", r"flut(?:en)?"),
-        "heavy_rain": (r"starkregen~", r"dauerregen~", r"wolkenbruch~", r"platzregen~",
-                       r"heftige(?:r|n)? regen~"),
-        "high_wind": (r"~sturmböe~", r"~windböe~", r"(?:starke(?:r|n)?|heftige(?:r|n)?) wind~"),
-        "heat_wave": (r"hitze(?:welle|wellen|warnung|warnungen|periode)?", r"~sommerhitze"),
-        "extreme_cold": (r"strenge(?:r|n)? frost~", r"extreme(?:r|n)? kälte", r"kältewelle~",
-                         r"eisige(?:r|n)? kälte"),
-        "fine_dust": (r"feinstaub~", r"smog~"),
-        "storm": (r"sturm(?:warnung|tief)?", r"unwetter~"),
-        "snow": (r"schnee(?:fall|fälle|falls)?",),
-        "boil_water": (r"~abkoch~",),
-        "water_contamination": (r"trinkwasser~ (?:ist )?(?:verunreinigt|kontaminiert)~",
-                                r"verunreinigung des trinkwassers"),
-        "telephone_outage": (r"notrufstörung~", r"störung (?:des|der) notruf~",
-                             r"notruf(?:nummer)?(?:n)?(?: 11[02])? (?:ist |sind )?(?:gestört|"
-                             r"ausgefallen|nicht erreichbar)", r"ausfall (?:des|der) notruf~"),
-        "power_outage": (r"stromausf(?:all|älle)~",),
-        "missing_person": (r"vermisst~", r"vermisstensuche"),
-    },
-    "ht": {
-        "test": (r"sa a se (?:yon|on) tès", r"mesaj tès", r"tès (?:sistèm|alèt)",
-                 r"se (?:yon|on) egzèsis"),
-        "tsunami": (r"tsunami", r"sounami"),
-        "tornado": (r"tònad(?:o)?", r"tornado"),
-        "flash_flood": (r"lavalas", r"inondasyon sibit"),
-        "storm_surge": (r"mare tanpèt", r"mare siklòn"),
-        "hurricane": (r"siklòn", r"ouragan"),
-        "tropical_storm": (r"tanpèt twopikal",),
-        "wildfire": (r"dife (?:nan )?(?:bwa|rak bwa|forè|raje)",),
-        "volcano": (r"vòlkan",),
-        "earthquake": (r"tranbleman+ ?tè", r"tranbleman"),
-        "landslide": (r"glisman (?:de )?tè", r"eboulman"),
-        "explosion": (r"eksplozyon", r"eksploze"),
-        "chemical_leak": (r"fwit gaz", r"gaz toksik"),
-        "hazmat": (r"pwodwi chimik danjere",),
-        "fire": (r"dife",),
-        "smoke": (r"lafimen",),
-        "severe_thunderstorm": (r"(?:gwo )?loraj", r"zeklè", r"lagrèl"),
-        "flood": (r"inondasyon", r"debòdman"),
-        "heavy_rain": (r"gwo lapli", r"anpil lapli", r"lapli (?:toransyèl|fò)"),
-        "high_wind": (r"gwo van", r"van fò"),
-        "heat_wave": (r"gwo chalè", r"chalè (?:ekstrèm|twòp)", r"vag chalè"),
-        "storm": (r"tanpèt",),
-        "boil_water": (r"bouyi dlo", r"dlo bouyi"),
-        "water_contamination": (r"dlo kontamine", r"pa bwè dlo"),
-        "power_outage": (r"pa gen kouran", r"koupi kouran", r"koupe kouran", r"blakawout"),
-        "missing_person": (r"disparèt", r"(?:timoun|moun) ki pèdi"),
-    },
-    "tl": {
-        "test": (r"ito ay (?:isang )?(?:pagsubok|pagsasanay)", r"pagsubok na mensahe",
-                 r"mensaheng pagsubok"),
-        "tsunami": (r"tsunami",),
-        "tornado": (r"buhawi",),
-        "flash_flood": (r"biglaang (?:pagbaha|baha)",),
-        "storm_surge": (r"daluyong(?: ng bagyo)?",),
-        "typhoon": (r"(?:super ?)?bagyo(?:ng)?",),
-        "wildfire": (r"sunog sa (?:kagubatan|gubat|bundok|damuhan)",),
-        "volcano": (r"bulkan(?:g)?", r"pagsabog ng bulkan", r"pag-aalboroto ng bulkan"),
-        "earthquake": (r"lindol", r"lumindol", r"paglindol"),
-        "landslide": (r"(?:pagguho|guho) ng lupa", r"gumuho ang lupa"),
-        "explosion": (r"pagsabog", r"sumabog"),
-        "chemical_leak": (r"(?:tagas|tumagas) (?:na|ng) (?:gas|kemikal)",
-                          r"nakalalasong (?:gas|kemikal)"),
-        "hazmat": (r"mapanganib na (?:kemikal|materyales)",),
-        "fire": (r"(?:nasu|na|ma|pagka)?sunog", r"sinunog"),
-        "smoke": (r"usok",),
-        "severe_thunderstorm": (r"kidlat", r"kulog", r"pagkulog", r"pagkidlat"),
-        "flood": (r"baha", r"pagbaha", r"binaha(?:ng)?", r"bumaha"),
-        "heavy_rain": (r"(?:malakas|malalakas|matinding) na (?:pag-?)?ulan", r"matinding ulan",
-                       r"habagat"),
-        "high_wind": (r"(?:malakas|malalakas) na hangin",),
-        "heat_wave": (r"matinding init",),
-        "boil_water": (r"pakuluan ang tubig", r"pakuluin ang tubig", r"pinakuluang tubig"),
-        "water_contamination": (r"kontaminadong tubig", r"huwag inumin ang tubig"),
-        "power_outage": (r"brownout", r"walang kuryente", r"nawalan ng kuryente"),
-        "missing_person": (r"nawawala(?:ng)?",),
-    },
-    "vi": {
-        "test": (r"(?:tin nhắn|thông báo|cảnh báo|bản tin|tin) thử nghiệm", r"diễn tập"),
-        "tsunami": (r"sóng thần",),
-        "tornado": (r"lốc xoáy", r"vòi rồng"),
-        "flash_flood": (r"lũ quét", r"lũ ống"),
-        "dam_failure": (r"vỡ đập", r"vỡ đê"),
-        "storm_surge": (r"nước dâng(?: do bão)?",),
-        "typhoon": (r"bão", r"siêu bão", r"cơn bão"),
-        "tropical_storm": (r"áp thấp nhiệt đới",),
-        "wildfire": (r"cháy rừng",),
-        "volcano": (r"núi lửa",),
-        "earthquake": (r"động đất", r"rung chấn"),
-        "landslide": (r"sạt lở(?: đất)?", r"lở đất"),
-        "explosion": (r"vụ nổ", r"phát nổ", r"nổ lớn"),
-        "chemical_leak": (r"rò rỉ (?:khí|hóa chất|hoá chất|gas)", r"khí độc"),
-        "hazmat": (r"(?:hóa|hoá) chất nguy hiểm", r"chất nguy hại"),
-        "fire": (r"cháy", r"(?:hỏa|hoả) hoạn", r"đám cháy"),
-        "smoke": (r"khói",),
-        "severe_thunderstorm": (r"dông", r"giông", r"mưa đá", r"sét đánh"),
-        "dust_storm": (r"bão cát",),
-        "heavy_snow": (r"tuyết rơi dày",),
-        "coastal_flood": (r"triều cường",),
-        "flood": (r"lũ lụt", r"lũ lớn", r"mưa lũ", r"nước lũ", r"đỉnh lũ", r"ngập lụt",
-                  r"ngập úng", r"lụt", r"lũ (?:trên|tại|ở) (?:các )?sông"),
-        "heavy_rain": (r"mưa (?:lớn|to|rất to|cực lớn)",),
-        "high_wind": (r"gió (?:mạnh|giật)",),
-        "heat_wave": (r"nắng nóng",),
-        "extreme_cold": (r"rét (?:đậm|hại)", r"không khí lạnh", r"băng giá"),
-        "fine_dust": (r"bụi mịn", r"khói bụi", r"ô nhiễm không khí", r"chất lượng không khí"),
-        "storm": (r"giông bão",),
-        "snow": (r"tuyết",),
-        "boil_water": (r"đun sôi",),
-        "water_contamination": (r"nước (?:bị )?ô nhiễm",),
-        "power_outage": (r"mất điện", r"cúp điện"),
-        "missing_person": (r"mất tích", r"đi lạc"),
-    },
-    "ru": {
-        "test": (r"проверк[аиуе] (?:работоспособности )?(?:систем[ыа]? )?(?:оповещения|сирен)",
-                 r"техническ\w+ проверк\w+", r"учебн\w+ (?:тревог\w+|сообщени\w+)",
-                 r"тестов\w+ (?:сообщени\w+|рассылк\w+|оповещени\w+)",
-                 r"это (?:тест|учения|учебная тревога)"),
-        "tsunami": (r"цунами",),
-        "tornado": (r"смерч(?:а|е|у|ем|и|ей|ами|ах)?", r"торнадо"),
-        "flash_flood": (r"внезапн\w+ (?:наводнени\w+|паводк\w+|паводок)",
-                        r"ливнев\w+ паводк?\w*"),
-        "dam_failure": (r"прорыв\w* (?:дамбы|плотины)",),
-        "storm_surge": (r"нагонн\w+ (?:волн\w+|наводнени\w+)", r"штормов\w+ нагон\w*"),
-        "hurricane": (r"ураган(?:а|е|у|ом|ы|ов|ами|ах)?",),
-        "typhoon": (r"тайфун(?:а|е|у|ом|ы|ов|ами|ах)?",),
-        "cyclone": (r"тропическ\w+ циклон\w*",),
-        "tropical_storm": (r"тропическ\w+ шторм\w*",),
-        "wildfire": (r"(?:лесн|природн|ландшафтн|степн)\w+ пожар\w*", r"пал травы"),
-        "volcano": (r"вулкан\w*", r"извержени\w+"),
-        "earthquake": (r"землетрясени(?:е|я|ю|ем|и|й|ям|ями|ях)", r"подземн\w+ толч\w+",
-                       r"сейсмическ\w+ активност\w+"),
-        "avalanche": (r"лавин(?:а|ы|е|у|ой|ам|ами|ах)?", r"лавиноопасн\w+"),
-        "landslide": (r"оползень", r"оползн(?:я|ю|ем|е|и|ей|ям|ями|ях)",
-                      r"сел(?:ь|и|я|ей|евой|евые|евых|евого)", r"камнепад\w*"),
-        "radiological": (r"радиаци\w+", r"радиационн\w+", r"радиоактивн\w+"),
-        "explosion": (r"взрыв(?:а|е|у|ом|ы|ов|ами|ах)?", r"взорвал\w*"),
-        "chemical_leak": (r"утечк\w+ (?:газа|аммиака|хлора|химическ\w+ вещест\w+)",
-                          r"выброс\w* (?:опасн|химическ|вредн|токсичн)\w+ вещест\w+",
-                          r"химическ\w+ (?:авари|заражени)\w*", r"отравляющ\w+ вещест\w+"),
-        "biological": (r"биологическ\w+ (?:опасност|угроз|заражени)\w*",),
-        "hazmat": (r"опасн\w+ (?:веществ|груз|химикат)\w*",),
-        "fire": (r"пожар(?:а|е|у|ом|ы|ов|ами|ах)?",
-                 r"возгорани(?:е|я|ю|ем|и|й|ям|ями|ях)", r"горит"),
-        "smoke": (r"дым(?:а|у|ом|е)?", r"задымлени(?:е|я|ю|ем|и|й)", r"задымлен\w*"),
-        "extreme_wind": (r"ураганн\w+ ветер", r"ураганн\w+ ветр\w+",
-                         r"очень сильн\w+ ветер", r"очень сильн\w+ ветр\w+"),
-        "severe_thunderstorm": (r"гроз(?:а|ы|е|у|ой|ою|ами|ах)?", r"град(?:а|ом)?"),
-        "dust_storm": (r"пыльн\w+ бур\w+",),
-        "blizzard": (r"метел(?:ь|и|ью|ей)", r"пург(?:а|и|у|ой)", r"вьюг(?:а|и|у|ой)",
-                     r"снежн\w+ бур\w+"),
-        "snow_squall": (r"снежн\w+ заряд\w*",),
-        "ice_storm": (r"гололед\w*", r"гололедиц\w+", r"ледян\w+ дожд\w+"),
-        "heavy_snow": (r"(?:сильн|обильн|интенсивн)\w+ снегопад\w*",
-                       r"(?:сильн|обильн)\w+ снег\w*"),
-        "flood": (r"наводнени(?:е|я|ю|ем|и|й|ям|ями|ях)", r"паводок",
-                  r"паводк(?:а|у|ом|е|и|ов|ами|ах)", r"подтоплени(?:е|я|ю|ем|и|й|ям|ями|ях)",
-                  r"затоплени\w+", r"разлив\w* рек\w*"),
-        "heavy_rain": (r"ливень", r"ливн(?:я|ю|ем|е|и|ей|ям|ями|ях)", r"сильн\w+ дожд\w+",
-                       r"проливн\w+ дожд\w+"),
-        "high_wind": (r"сильн\w+ ветер", r"сильн\w+ ветр\w+", r"штормов\w+ ветер",
-                      r"порыв\w* ветра", r"шквал\w*"),
-        "heat_wave": (r"жар(?:а|ы|е|у|ой)", r"аномальн\w+ жар\w+"),
-        "extreme_cold": (r"(?:сильн|аномальн)\w+ мороз\w*", r"аномальн\w+ холод\w*",
-                         r"мороз(?:ы|ов|ами)?"),
-        "fine_dust": (r"смог", r"загрязнени\w+ воздуха"),
-        "storm": (r"шторм(?:а|е|у|ом|ы|ов|ами|ах)?", r"бур(?:я|и|ю|ей|е)"),
-        "snow": (r"снег(?:а|у|ом|е)?", r"снегопад\w*"),
-        "boil_water": (r"кипят\w*(?: \w+){0,2} вод\w*", r"вод\w*(?: \w+){0,3} кипят\w*",
-                       r"кипячен\w+ вод\w*"),
-        "water_contamination": (r"не пейте (?:водопроводную )?воду",
-                                r"загрязнени\w+ (?:питьев\w+ )?вод\w+"),
-        "telephone_outage": (r"(?:112|101|102|103|01|02|03) (?:не работает|недоступ\w+)",
-                             r"сбо\w+ (?:в )?работ\w+ (?:номера |службы )?112"),
-        "power_outage": (r"отключени\w+ (?:электроэнерги\w+|электричеств\w+|света)",
-                         r"без (?:света|электричества)", r"блэкаут\w*"),
-        "missing_person": (r"пропал\w* без вести", r"пропавш\w+", r"разыскива\w+"),
-    },
-    "ar": {
-        "test": (r"(?:هذه )?رسالة (?:اختبار|تجريبية)", r"هذا اختبار", r"تنبيه تجريبي",
-                 r"تجربة (?:صفارات|نظام) (?:ال)?إنذار"),
-        "tsunami": (r"(?:ال)?تسونامي",),
-        "tornado": (r"(?:ال)?إعصار (?:ال)?قمعي", r"(?:ال)?أعاصير (?:ال)?قمعية", r"تورنادو"),
-        "flash_flood": (r"[وف]?(?:ال|بال|لل)?سيول", r"سيل جارف",
-                        r"(?:ال)?فيضانات? (?:ال)?مفاجئة"),
-        "dam_failure": (r"انهيار (?:ال)?(?:سد|سدود)",),
-        "storm_surge": (r"(?:ال)?عرام (?:ال)?عواصف", r"(?:ال)?عرام (?:ال)?عاصفي"),
-        "hurricane": (r"[وف]?(?:ال|بال|لل)?إعصار", r"[وف]?(?:ال|بال|لل)?أعاصير"),
-        "typhoon": (r"(?:ال)?تيفون",),
-        "cyclone": (r"(?:ال)?إعصار (?:ال)?مداري", r"(?:ال)?أعاصير (?:ال)?مدارية"),
-        "tropical_storm": (r"(?:ال)?عاصفة (?:ال)?مدارية", r"(?:ال)?عواصف (?:ال)?مدارية"),
-        "wildfire": (r"[وف]?(?:ال|بال|لل)?(?:حريق|حرائق) (?:ال)?(?:غابات|غابة)",),
-        "volcano": (r"[وف]?(?:ال|بال|لل)?(?:بركان|براكين)", r"ثوران (?:ال)?بركان"),
-        "earthquake": (r"[وف]?(?:ال|بال|لل)?(?:زلزال|زلازل)", r"(?:ال)?هز(?:ة|ات) (?:ال)?أرضية"),
-        "avalanche": (r"(?:ال)?انهيار(?:ات)? (?:ال)?ثلجية?",),
-        "landslide": (r"(?:ال)?انهيار(?:ات)? (?:ال)?(?:أرضية?|صخرية?|طينية?)",
-                      r"(?:ال)?انزلاق(?:ات)? (?:ال)?(?:تربة|أرضية?)"),
-        "radiological": (r"(?:ال)?إشعاع(?:ي|ية)?", r"تسرب إشعاعي"),
-        "explosion": (r"[وف]?(?:ال|بال|لل)?انفجار(?:ات)?",),
-        "chemical_leak": (r"تسرب (?:ال)?(?:غاز|كيميائي|كيماوي|مواد كيميائية)",
-                          r"(?:ال)?غاز(?:ات)? (?:ال)?سامة?", r"سحابة سامة"),
-        "biological": (r"خطر بيولوجي",),
-        "hazmat": (r"(?:ال)?مواد (?:ال)?(?:خطرة|كيميائية خطرة)",),
-        "fire": (r"[وف]?(?:ال|بال|لل)?(?:حريق|حرائق)",),
-        "smoke": (r"[وف]?(?:ال|بال|لل)?دخان",),
-        "extreme_wind": (r"رياح (?:شديدة )?عاتية",),
-        "severe_thunderstorm": (r"(?:ال)?(?:عاصفة|عواصف) (?:ال)?رعدية", r"أمطار رعدية",
-                                r"(?:ال)?صواعق"),
-        "dust_storm": (r"(?:ال)?(?:عاصفة|عواصف) (?:ال)?(?:رملية|ترابية|غبارية)",
-                       r"[وف]?(?:ال|بال|لل)?غبار"),
-        "blizzard": (r"(?:ال)?(?:عاصفة|عواصف) (?:ال)?ثلجية",),
-        "heavy_snow": (r"(?:ال)?ثلوج (?:ال)?كثيفة", r"تساقط (?:ال)?ثلوج بكثافة"),
-        "flood": (r"[وف]?(?:ال|بال|لل)?فيضان(?:ات)?",),
-        "heavy_rain": (r"(?:ال)?أمطار (?:ال)?(?:غزيرة|شديدة)", r"هطول (?:ال)?أمطار (?:ال)?غزيرة"),
-        "high_wind": (r"(?:ال)?رياح (?:ال)?(?:قوية|شديدة)",),
-        "heat_wave": (r"موجة (?:حر|حارة|الحر)", r"حر شديد",
-                      r"ارتفاع (?:شديد )?(?:في )?درجات (?:ال)?حرارة"),
-        "extreme_cold": (r"موجة (?:برد|صقيع|البرد)", r"برد شديد", r"(?:ال)?صقيع"),
-        "fine_dust": (r"تلوث (?:ال)?هواء", r"جودة (?:ال)?هواء"),
-        "storm": (r"[وف]?(?:ال|بال|لل)?(?:عاصفة|عواصف)",),
-        "snow": (r"[وف]?(?:ال|بال|لل)?(?:ثلوج|ثلج)",),
-        "boil_water": (r"غلي (?:ال)?(?:مياه|ماء)", r"اغل(?:ي|وا) (?:ال)?(?:مياه|ماء)",
-                       r"(?:ال)?(?:مياه|ماء) (?:ال)?مغلية?"),
-        "water_contamination": (r"(?:ال)?مياه (?:ال)?ملوثة", r"لا تشربوا (?:ال)?(?:مياه|ماء)"),
-        "telephone_outage": (r"(?:911|112|997|998|999) (?:خارج (?:ال)?خدمة|معطل)",),
-        "power_outage": (r"انقطاع (?:ال)?(?:تيار (?:ال)?)?كهرب(?:اء|ائي)",),
-        "missing_person": (r"[وف]?(?:ال|بال|لل)?مفقود(?:ة|ين|ون)?",),
-    },
-    "hi": {
-        "test": (r"परीक्षण (?:संदेश|अलर्ट)", r"यह एक परीक्षण", r"टेस्ट मैसेज", r"मॉक ड्रिल"),
-        "tsunami": (r"सुनामी",),
-        "tornado": (r"बवंडर", r"टॉरनेडो"),
-        "flash_flood": (r"अचानक (?:आई )?बाढ़", r"फ्लैश फ्लड"),
-        "dam_failure": (r"बांध टूट" + _DEVA + "*",),
-        "hurricane": (r"हरिकेन",),
-        "cyclone": (r"चक्रवात(?:ी)?(?: तूफ़ान| तूफान)?",),
-        "wildfire": (r"जंगल (?:की|में) आग", r"दावानल", r"वनाग्नि"),
-        "volcano": (r"ज्वालामुखी",),
-        "earthquake": (r"भूकंप", r"भूकम्प", r"भूचाल"),
-        "avalanche": (r"हिमस्खलन",),
-        "landslide": (r"भूस्खलन", r"भू-स्खलन"),
-        "radiological": (r"विकिरण",),
-        "explosion": (r"विस्फोट", r"धमाका", r"धमाके"),
-        "chemical_leak": (r"गैस (?:का )?रिसाव", r"ज़हरीली गैस", r"जहरीली गैस", r"रासायनिक रिसाव"),
-        "hazmat": (r"(?:ख़|ख)तरनाक (?:रसायन|पदार्थ)",),
-        "fire": (r"आग", r"आगजनी", r"अग्निकांड"),
-        "smoke": (r"धुआं", r"धुआँ", r"धुंआ", r"धुएं", r"धुएँ"),
-        "severe_thunderstorm": (r"गरज (?:के साथ|-चमक)", r"ओलावृष्टि", r"ओले", r"वज्रपात",
-                                r"(?:आकाशीय )?बिजली गिर" + _DEVA + "*", r"आकाशीय बिजली"),
-        "dust_storm": (r"धूल भरी आंधी", r"आंधी", r"आँधी", r"रेतीला तूफ़ान"),
-        "heavy_snow": (r"भारी (?:बर्फ़बारी|बर्फबारी|हिमपात)",),
-        "flood": (r"बाढ़", r"जलभराव"),
-        "heavy_rain": (r"(?:भारी|मूसलाधार|अत्यधिक) (?:बारिश|वर्षा)",),
-        "high_wind": (r"(?:तेज़|तेज) (?:हवा|हवाएं|हवाएँ)",),
-        "heat_wave": (r"लू", r"हीटवेव", r"हीट वेव", r"भीषण गर्मी", r"गर्म हवा(?:एं|एँ)?"),
-        "extreme_cold": (r"शीत ?लहर", r"कड़ाके की ठंड"),
-        "fine_dust": (r"वायु प्रदूषण", r"स्मॉग"),
-        "storm": (r"तूफ़ान", r"तूफान"),
-        "snow": (r"बर्फ़बारी", r"बर्फबारी", r"हिमपात"),
-        "boil_water": (r"उबाल ?कर", r"उबला हुआ पानी", r"पानी उबाल" + _DEVA + "*"),
-        "water_contamination": (r"दूषित पानी", r"पानी दूषित"),
-        "telephone_outage": (r"(?:112|100|101|108) (?:सेवा )?(?:बाधित|ठप|बंद)",),
-        "power_outage": (r"बिजली (?:गुल|कटौती|आपूर्ति बाधित)",),
-        "missing_person": (r"लापता", r"गुमशुदा"),
-    },
-    "ko": {
-        "test": (r"시험 ?발송", r"테스트 ?(?:발송|문자|메시지)", r"훈련 ?(?:상황|메시지|문자)",
-                 r"민방위 ?훈련", r"이 (?:문자|메시지)는 (?:시험|훈련|테스트)"),
-        "tsunami": (r"지진 ?해일", r"쓰나미"),
-        "tornado": (r"토네이도", r"회오리 ?바람"),
-        "flash_flood": (r"돌발 ?홍수", r"급류"),
-        "dam_failure": (r"(?:댐|제방|둑) ?(?:붕괴|유실|범람)",),
-        "storm_surge": (r"폭풍 ?해일",),
-        "hurricane": (r"허리케인",),
-        "typhoon": (r"태풍",),
-        "cyclone": (r"사이클론",),
-        "tropical_storm": (r"열대 ?(?:폭풍|저압부)",),
-        "wildfire": (_K + r"산불", r"산림 ?화재", _K + r"들불"),
-        "volcano": (_K + r"화산",),
-        "earthquake": (r"지진",),
-        "avalanche": (r"눈사태",),
-        "landslide": (_K + r"산사태", r"토사 ?유출", _K + r"낙석", r"땅밀림",
-                      r"급경사지 ?붕괴"),
-        "radiological": (r"방사능", r"방사선 ?누출"),
-        "explosion": (r"폭발",),
-        "chemical_leak": (r"(?:유해 ?화학물질|화학물질|유독 ?가스|가스|암모니아|염소) ?누출",),
-        "biological": (r"생물학적 ?(?:위험|테러)",),
-        "hazmat": (r"유해 ?화학물질", r"위험물"),
-        "fire": (r"화재", _K + r"불이 ?(?:나|났|붙|번지)", _K + r"불길", _K + r"큰불"),
-        "smoke": (r"연기가 ?(?:자욱|나|발생|많이|퍼지|피어|치솟)",
-                  r"(?:검은|짙은|매캐한|유독한?|화재) ?연기", r"연기 ?흡입",
-                  r"연기를 ?(?:마시|흡입|들이)", r"연기에 ?(?:주의|질식)", r"유독 ?가스"),
-        "severe_thunderstorm": (r"뇌우", r"낙뢰", r"천둥 ?번개", r"우박", _K + r"벼락"),
-        "dust_storm": (r"모래 ?폭풍",),
-        "blizzard": (r"눈보라",),
-        "ice_storm": (r"결빙", r"빙판길", r"블랙 ?아이스"),
-        "heavy_snow": (_K + r"대설", r"폭설", r"많은 ?눈"),
-        "coastal_flood": (r"해수 ?범람", r"만조 ?(?:침수|범람)"),
-        "flood": (r"홍수", r"침수", r"범람"),
-        "heavy_rain": (r"호우", r"폭우", r"많은 ?비", r"장대비"),
-        "high_wind": (r"강풍", r"돌풍"),
-        "heat_wave": (r"폭염", r"무더위", r"열대야", r"온열 ?질환"),
-        "extreme_cold": (r"한파", r"강추위"),
-        "fine_dust": (r"(?:초)?미세 ?먼지", r"황사"),
-        "storm": (r"폭풍", r"풍랑"),
-        "snow": (_K + r"눈이 ?(?:내리|오|쌓)", r"강설"),
-        "boil_water": (r"끓여(?:서)? ?(?:드시|마시|음용|사용)", r"끓인 ?물"),
-        "water_contamination": (r"수돗물 ?(?:오염|음용 ?(?:금지|자제))", r"음용 ?금지"),
-        "telephone_outage": (r"(?:119|112|긴급 ?신고) ?(?:신고 ?)?(?:전화 ?)?(?:장애|불통|먹통|"
-                             r"연결 ?불가)",),
-        "power_outage": (_K + r"정전 ?(?:발생|사고|복구|피해|지역)", _K + r"정전(?:이|으로|되)",
-                         r"전기 ?공급 ?중단"),
-        "missing_person": (r"실종", r"배회 ?중", r"[을를] 찾습니다", r"찾고 있습니다"),
-    },
-    "ja": {
-        "test": (r"これは(?:テスト|訓練|試験)", r"(?:テスト|試験|訓練)(?:放送|配信|送信|メール)",
-                 r"訓練です"),
-        "tsunami": (r"津波",),
-        "tornado": (r"竜巻", r"トルネード"),
-        "flash_flood": (r"鉄砲水", r"急(?:な|激な)増水"),
-        "dam_failure": (r"決壊",),
-        "storm_surge": (r"高潮",),
-        "hurricane": (r"ハリケーン",),
-        "typhoon": (r"台風", r"颱風"),
-        "cyclone": (r"サイクロン",),
-        "tropical_storm": (r"熱帯低気圧",),
-        "wildfire": (r"山火事", r"林野火災", r"森林火災"),
-        "volcano": (r"噴火", r"火山", r"噴石", r"降灰", r"火砕流"),
-        "earthquake": (r"地震", r"震度", r"強い揺れ"),
-        "avalanche": (r"雪崩", r"なだれ"),
-        "landslide": (r"土砂災害", r"土砂崩れ", r"がけ崩れ", r"崖崩れ", r"地すべり", r"地滑り",
-                      r"土石流"),
-        "radiological": (r"放射能", r"放射線", r"原子力(?:災害|緊急事態)"),
-        "explosion": (r"爆発",),
-        "chemical_leak": (r"ガス漏れ", r"ガス漏洩", r"有毒ガス",
-                          r"(?:有害|化学)物質の?(?:漏洩|流出)"),
-        "biological": (r"生物テロ",),
-        "hazmat": (r"危険物", r"有害物質"),
-        "fire": (r"火災", r"火事", r"出火", r"延焼"),
-        "smoke": (r"黒煙", r"煙が(?:充満|発生|出|上が)", r"煙を吸", r"煙に(?:注意|巻かれ)"),
-        "severe_thunderstorm": (r"落雷", r"雷雨", r"雷注意報", r"雷を伴", r"雹"),
-        "dust_storm": (r"砂嵐",),
-        "blizzard": (r"暴風雪", r"猛?吹雪"),
-        "ice_storm": (r"路面の?凍結", r"着氷", r"着雪"),
-        "heavy_snow": (r"大雪", r"豪雪"),
-        "flood": (r"洪水", r"浸水", r"氾濫", r"冠水"),
-        "heavy_rain": (r"大雨", r"豪雨", r"線状降水帯"),
-        "high_wind": (r"暴風", r"強風", r"突風"),
-        "heat_wave": (r"猛暑", r"酷暑", r"熱中症", r"熱波", r"高温注意"),
-        "extreme_cold": (r"寒波", r"低温注意報"),
-        "fine_dust": (r"pm ?2\.5", r"黄砂", r"光化学スモッグ"),
-        "storm": (r"暴風雨", r"嵐に(?:警戒|注意)"),
-        "snow": (r"降雪", r"積雪"),
-        "boil_water": (r"煮沸して(?:から)?(?:飲|使|ご使用|お使い)", r"煮沸した水", r"煮沸後"),
-        "water_contamination": (r"飲用を?(?:控え|中止|禁止)", r"水道水を?飲まない"),
-        "telephone_outage": (r"(?:110|119)番(?:通報)?(?:が|に)?(?:つながりにくい|つながらない|"
-                             r"不通|障害)",),
-        "power_outage": (r"停電",),
-        "missing_person": (r"行方不明", r"迷子", r"捜索中"),
-    },
-    "zh": {
-        "test": (r"测试(?:信息|消息|短信|警报|讯息)", r"測試(?:訊息|簡訊|警報|信息|消息)",
-                 r"试鸣", r"試鳴", r"演练", r"演練", r"这是一条测试", r"這是一則測試"),
-        "tsunami": (r"海啸", r"海嘯"),
-        "tornado": (r"龙卷风?", r"龍捲風?"),
-        "flash_flood": (r"山洪",),
-        "dam_failure": (r"溃坝", r"潰壩", r"决堤", r"決堤", r"溃堤", r"潰堤"),
-        "storm_surge": (r"风暴潮", r"風暴潮", r"风暴增水", r"風暴增水"),
-        "hurricane": (r"飓风", r"颶風"),
-        "typhoon": (r"台风", r"颱風", r"台風"),
-        "cyclone": (r"热带气旋", r"熱帶氣旋"),
-        "tropical_storm": (r"热带风暴", r"熱帶風暴", r"热带低压", r"熱帶低壓"),
-        "wildfire": (r"山火", r"森林火[灾災]", r"山林火[灾災]", r"野火", r"林火"),
-        "volcano": (r"火山",),
-        "earthquake": (r"地震", r"余震", r"餘震"),
-        "avalanche": (r"雪崩",),
-        "landslide": (r"山[体體]滑坡", r"滑坡", r"泥石流", r"崩塌", r"[塌坍]方", r"落石", r"地[质質]灾害",
-                      r"地質災害", r"土石流"),
-        "radiological": (r"核[辐輻]射", r"核泄漏", r"核洩漏", r"放射性"),
-        "explosion": (r"爆炸",),
-        "chemical_leak": (r"(?:危化品|化学品|化學品|燃[气氣]|煤[气氣]|天然[气氣]|[氨氯][气氣])"
-                          r"(?:发生)?(?:泄漏|洩漏|泄露|洩露)", r"毒[气氣]", r"有毒[气氣][体體]"),
-        "biological": (r"生物危害",),
-        "hazmat": (r"危[险險]化[学學]品", r"危化品", r"危[险險]品"),
-        "fire": (r"火[灾災]", r"火警", r"起火", r"失火", r"[着著]火", r"火情"),
-        "smoke": (r"浓烟", r"濃煙", r"烟雾", r"煙霧"),
-        "severe_thunderstorm": (r"雷暴", r"雷雨", r"雷[电電]", r"冰雹", r"强对流", r"強對流"),
-        "dust_storm": (r"沙[尘塵]暴?", r"[扬揚]沙", r"沙暴"),
-        "blizzard": (r"暴[风風]雪",),
-        "ice_storm": (r"[冻凍]雨", r"道路[结結]冰", r"冰[冻凍]"),
-        "heavy_snow": (r"暴雪", r"大雪"),
-        "flood": (r"洪水", r"洪涝", r"洪澇", r"洪[灾災]", r"水[灾災]", r"内涝", r"內澇",
-                  r"淹水", r"洪峰"),
-        "heavy_rain": (r"暴雨", r"[强強]降雨", r"豪雨", r"大雨"),
-        "high_wind": (r"大[风風]", r"狂[风風]", r"[强強][风風]"),
-        "heat_wave": (r"高[温溫]", r"[热熱]浪", r"酷[热熱]"),
-        "extreme_cold": (r"寒潮", r"寒流", r"[严嚴]寒"),
-        "fine_dust": (r"[雾霧]?霾", r"pm ?2\.5", r"空[气氣]污染"),
-        "storm": (r"暴[风風]雨", r"[风風]暴"),
-        "snow": (r"降雪",),
-        "boil_water": (r"(?:煮沸|[烧燒]开|[烧燒]開)[后後]?(?:再|方可)?[饮飲]用",
-                       r"[饮飲]用(?:前|之前)?(?:请|請)?(?:煮沸|[烧燒]开|[烧燒]開)"),
-        "water_contamination": (r"(?:停止|暂停|暫停|不要)[饮飲]用", r"水[质質]污染"),
-        "telephone_outage": (r"(?:110|119|120|112|999)(?:报警|報警|急救)?(?:电话|電話)?(?:出现)?"
-                             r"(?:故障|中断|中斷|无法拨通|無法撥通)",),
-        "power_outage": (r"停[电電]",),
-        "missing_person": (r"走失", r"失[踪蹤]", r"[寻尋]人", r"下落不明"),
-    },
-}
-
-EXCLUSIONS: dict[str, tuple[str, ...]] = {
-    # Each language first blanks "no tsunami is expected": earthquake reports say it all the time.
-    "en": (r"no (?:(?:threat|danger|risk) of (?:a )?)?tsunami",
-           r"tsunami (?:is not|isn't|not) expected",
-           r"fire (?:department|dept|station|house|hydrant|chief|marshall?|extinguisher|"
-           r"code|engine|truck|service|rescue|district|academy)s?",
-           r"cease[- ]?fire", r"(?:open|opened|opens|opening|return|returned) fire",
-           r"(?:miami|carolina) hurricanes", r"calgary flames", r"tampa bay lightning",
-           r"(?:by|in) a landslide", r"landslide (?:victory|win|election)s?",
-           r"full blast", r"blast from the past", r"burning (?:question|desire|issue)s?",
-           r"storm (?:drain|sewer)s?", r"smoke (?:detector|alarm)s?",
-           r"hail (?:a|the) (?:cab|taxi|ride)", r"hail mary",
-           # the Extreme Wind Warning's own wording
-           r"as if an? (?:violent )?tornado (?:was|were|is) (?:approaching|imminent)"),
-    "es": (r"no (?:hay|existe|se espera) (?:(?:riesgo|amenaza|alerta|peligro) de )?tsunami",
-           r"sin (?:riesgo|amenaza|alerta|peligro) de tsunami",
-           r"armas? de fuego", r"fuegos? artificiales", r"tierra del fuego", r"alto el fuego"),
-    "pt": (r"(?:não há|sem) (?:risco|ameaça|alerta|perigo) de tsunami",
-           r"armas? de fogo", r"fogos? de artifício", r"cessar[- ]fogo"),
-    "fr": (r"(?:pas de|aucune?) (?:(?:risque|menace|alerte) (?:de |au )?)?tsunami",
-           r"(?:viandes?|nourriture|légumes?|poissons?) crus?e?s?",
-           r"au feu (?:rouge|vert|orange)"),
-    "it": (r"nessun (?:(?:rischio|pericolo|allarme) (?:di )?)?(?:tsunami|maremoto)",),
-    "de": (r"keine (?:tsunami~|gefahr (?:eines|durch) tsunami~)",
-           r"weinbrand~", r"sonnenbrand~", r"~lagerfeuer~", r"~osterfeuer~", r"kaminfeuer~"),
-    "ht": (r"pa gen (?:risk )?tsunami",),
-    "tl": (r"walang (?:banta ng )?tsunami",),
-    "vi": (r"không (?:có )?(?:nguy cơ )?(?:gây ra )?sóng thần",
-           r"bão (?:hòa|hoà|giá|mạng|lòng)", r"cháy (?:nắng|hàng|vé|túi)",
-           r"(?:phòng|chữa|phòng chống) cháy(?: nổ)?", r"phòng cháy chữa cháy"),
-    "ru": (r"угроз\w* цунами нет", r"(?:нет|без) угроз\w* цунами", r"цунами не ожида\w+",
-           r"демографическ\w+ взрыв\w*", r"дед\w* мороз\w*"),
-    "ar": (r"و?(?:لا|دون) (?:يوجد |توجد )?(?:خطر|تهديد|مخاطر) (?:ال)?تسونامي",
-           r"(?:ال)?انفجار (?:ال)?سكاني", r"(?:ال)?عاصفة (?:ال)?ذهنية"),
-    "hi": (r"सुनामी का (?:कोई )?खतरा नहीं", r"जनसंख्या विस्फोट"),
-    "ko": (r"(?:지진 ?해일|쓰나미) ?(?:발생 ?)?(?:가능성|우려|위험)(?:은|는|이|가)? ?없",
-           r"문화재", r"화재 ?보험", r"대설명", r"지진아", r"폭발적", r"인기 ?폭발", r"정전기",
-           r"정전 ?협정", r"정전 ?\d+ ?주년"),
-    "ja": (r"津波の心配(?:は|が)?(?:ありません|ない|なし)",
-           r"最高潮", r"情報(?:の|が)氾濫", r"雪崩れ?込", r"なだれ込", r"雪崩を打", r"爆発的",
-           r"人気が爆発"),
-    "zh": (r"(?:不会|不會)(?:引发|引發|产生|產生|造成)海[啸嘯]",
-           r"(?:无|無|没有|沒有)海[啸嘯](?:威胁|威脅|风险|風險|危险|危險)",
-           r"坐[着著]火[车車]", r"[着著]火[车車]", r"(?:经济|經濟|成绩|成績|业绩|業績|销量|銷量|股市|"
-           r"质量|質量|收入|人气|人氣)(?:大)?滑坡", r"雪崩式", r"大雪(?:节气|節氣)",
-           r"(?:信息|資訊|资讯|知识|知識)爆炸", r"爆炸性(?:新闻|新聞|消息)", r"洪水猛[兽獸]",
-           r"大[风風][车車]", r"高[温溫](?:消毒|杀菌|殺菌|灭菌|滅菌)",
-           r"(?:头脑|頭腦|脑力|腦力|金融)[风風]暴"),
-}
-
-# US SAME/EAS event codes (47 CFR 11.31, and the codes Canada's NAAD adds), by hazard. A code
-# that names no hazard is left out so that the alert's own words decide.
-SAME: dict[str, str] = {
-    "TOR": "tornado", "TOA": "tornado",
-    "FFW": "flash_flood", "FFA": "flash_flood", "FFS": "flash_flood",
-    "FLW": "flood", "FLA": "flood", "FLS": "flood",
-    "CFW": "coastal_flood", "CFA": "coastal_flood",
-    "DBW": "dam_failure", "DBA": "dam_failure",
-    "SVR": "severe_thunderstorm", "SVA": "severe_thunderstorm",
-    "SQW": "snow_squall", "DSW": "dust_storm",
-    "HUW": "hurricane", "HUA": "hurricane", "HLS": "hurricane",
-    "TRW": "tropical_storm", "TRA": "tropical_storm",
-    "SSW": "storm_surge", "SSA": "storm_surge",
-    "EWW": "extreme_wind", "HWW": "high_wind", "HWA": "high_wind",
-    "BZW": "blizzard", "WSW": "winter_storm", "WSA": "winter_storm",
-    "FSW": "ice_storm", "FZW": "extreme_cold",
-    "TSW": "tsunami", "TSA": "tsunami", "EQW": "earthquake", "VOW": "volcano",
-    "AVW": "avalanche", "AVA": "avalanche", "LSW": "landslide",
-    "FRW": "fire", "IFW": "fire", "WFW": "wildfire", "WFA": "wildfire",
-    "HMW": "hazmat", "CHW": "chemical_leak", "BHW": "biological", "DEW": "biological",
-    "RHW": "radiological", "NUW": "radiological",
-    "BWW": "boil_water", "CWW": "water_contamination",
-    "TOE": "telephone_outage", "POS": "power_outage",
-    "CAE": "missing_person", "MEP": "missing_person",
-    "RWT": "test", "RMT": "test", "DMO": "test", "NPT": "test",
-}
-
-# Canada's CAP-CP event list (valueName "profile:CAP-CP:Event:0.4"), lower-cased, by hazard.
-CAP_CP: dict[str, str] = {
-    "911service": "telephone_outage", "telephone": "telephone_outage",
-    "amber": "missing_person", "missingper": "missing_person", "missingvper": "missing_person",
-    "avalanche": "avalanche", "biological": "biological", "blizzard": "blizzard",
-    "blowingsnow": "blizzard", "chemical": "chemical_leak", "cold": "extreme_cold",
-    "coldwave": "extreme_cold", "dambreach": "dam_failure", "damoverflow": "dam_failure",
-    "drinkingwate": "water_contamination", "duststorm": "dust_storm",
-    "earthquake": "earthquake", "electric": "power_outage", "explosive": "explosion",
-    "fire": "fire", "urbanfire": "fire", "industryfire": "fire",
-    "wildfire": "wildfire", "forestfire": "wildfire",
-    "flashflood": "flash_flood", "flood": "flood", "overflood": "flood", "highwater": "flood",
-    "flashfreeze": "ice_storm", "freezerain": "ice_storm", "freezedrzl": "ice_storm",
-    "ice": "ice_storm", "hazmat": "hazmat", "heat": "heat_wave", "heatwave": "heat_wave",
-    "heathumidity": "heat_wave", "hurricane": "hurricane", "hurricfrcwnd": "hurricane",
-    "landslide": "landslide", "lahar": "volcano", "lavaflow": "volcano",
-    "pyroclasflow": "volcano", "pyroclasurge": "volcano", "volcanicash": "volcano",
-    "volcano": "volcano", "radiological": "radiological", "rainfall": "heavy_rain",
-    "snowfall": "heavy_snow", "snowsquall": "snow_squall", "storm": "storm",
-    "stormsurge": "storm_surge", "strongwind": "high_wind", "wind": "high_wind",
-    "galewind": "high_wind", "stormfrcwnd": "high_wind", "testmessage": "test",
-    "thunderstorm": "severe_thunderstorm", "tornado": "tornado",
-    "tropstorm": "tropical_storm", "tsunami": "tsunami", "winterstorm": "winter_storm",
-    "airquality": "fine_dust",
-}
+    tag: {key: tuple(map(lang.expand, terms)) for key, terms in lang.terms.items()}
+    for tag, lang in _LEXICONS.ordered()}
+EXCLUSIONS: dict[str, tuple[str, ...]] = {tag: tuple(map(lang.expand, lang.exclusions))
+                                          for tag, lang in _LEXICONS.ordered()}
+SAME: dict[str, str] = dict(_LEXICONS.shared.same)
+CAP_CP: dict[str, str] = dict(_LEXICONS.shared.cap_cp)
+# Which language of a CAP alert with an <info> per language is animated: English first.
+CAP_PREFERENCE: tuple[str, ...] = tuple(_LEXICONS.shared.cap_preference)
