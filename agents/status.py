@@ -30,7 +30,7 @@ _ORDER = {stage: i for i, stage in enumerate(graph.NAMES)}
 
 
 @dataclass
-class Row:
+class AlertRow:
     alert_id: str
     text: str = ""
     subject: str | None = None
@@ -73,7 +73,7 @@ class Board:
         self.keep = keep or settings.status_alerts
         self.window_s = window_s or settings.status_window_s
         self.clock = clock
-        self.rows: OrderedDict[str, Row] = OrderedDict()
+        self.rows: OrderedDict[str, AlertRow] = OrderedDict()
         self._arrivals: deque[tuple[float, str]] = deque()  # (when, stage) a message reached
         self._timings: deque[tuple[float, dict[str, float]]] = deque()  # (when, stage seconds)
         self.lag: dict[str, int] = {}  # the group's lag per topic it reads
@@ -97,10 +97,10 @@ class Board:
         except ValueError:
             return
 
-    def _row(self, alert_id: str, when: float) -> Row:
+    def _row(self, alert_id: str, when: float) -> AlertRow:
         row = self.rows.get(alert_id)
         if row is None:
-            row = self.rows[alert_id] = Row(alert_id)
+            row = self.rows[alert_id] = AlertRow(alert_id)
         row.updated_at = max(row.updated_at, when)
         self.rows.move_to_end(alert_id)
         while len(self.rows) > self.keep:
@@ -150,7 +150,7 @@ class Board:
                 q.popleft()
 
     # -- what is shown -----------------------------------------------------------------------
-    def recent(self) -> list[Row]:
+    def recent(self) -> list[AlertRow]:
         return sorted(self.rows.values(), key=lambda r: r.updated_at, reverse=True)
 
     def figures(self) -> list[StageFigures]:
@@ -175,7 +175,7 @@ class Board:
                 "lag": dict(self.lag), "lag_at": self.lag_at, "read": self.read,
                 "window_s": self.window_s}
 
-    def ready_run(self, alert_id: str) -> Row | None:
+    def ready_run(self, alert_id: str) -> AlertRow | None:
         row = self.rows.get(alert_id)
         return row if row is not None and row.state == "ready" and row.run else None
 

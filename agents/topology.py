@@ -1,6 +1,6 @@
 """Which stages a worker runs and the topics between them.
 
-A role is a subset of `STAGES`: `ingest` (the entry from the `alerts` topic) and the stages of the
+A role is a subset of `WORKER_STAGES`: `ingest` (the entry from the `alerts` topic) and the stages of the
 graph (`pipeline.graph`). Each stage reads its own topic, `<TOPIC_STAGE_PREFIX><stage>`, and
 sends what it made to the next stage's topic; the last one sends to `ready`. Model stages run on
 the process's one GPU thread, the others on CPU threads beside it.
@@ -11,19 +11,19 @@ from __future__ import annotations
 from alertanim.pipeline import graph
 
 INGEST = "ingest"
-STAGES: tuple[str, ...] = (INGEST, *graph.NAMES)
+WORKER_STAGES: tuple[str, ...] = (INGEST, *graph.NAMES)
 FIRST = graph.NAMES[0]
 
 
 def parse_stages(spec: str) -> tuple[str, ...]:
     if spec.strip() == "all":
-        return STAGES
+        return WORKER_STAGES
     wanted = tuple(s.strip() for s in spec.split(",") if s.strip())
-    unknown = [s for s in wanted if s not in STAGES]
+    unknown = [s for s in wanted if s not in WORKER_STAGES]
     if unknown or not wanted:
-        raise ValueError(f"unknown stages {unknown or spec!r}; choose from {', '.join(STAGES)} "
+        raise ValueError(f"unknown stages {unknown or spec!r}; choose from {', '.join(WORKER_STAGES)} "
                          "or all")
-    return tuple(s for s in STAGES if s in wanted)
+    return tuple(s for s in WORKER_STAGES if s in wanted)
 
 
 def source_topic(settings, stage: str) -> str:
@@ -36,8 +36,8 @@ def all_topics(settings) -> list[str]:
 
 
 def uses_gpu(stage: str) -> bool:
-    return stage in graph.STAGES and graph.STAGES[stage].uses_models
+    return stage in graph.WORKER_STAGES and graph.WORKER_STAGES[stage].uses_models
 
 
 def batched(settings, stage: str) -> bool:
-    return settings.batching and stage != INGEST and graph.STAGES[stage].batched
+    return settings.batching and stage != INGEST and graph.WORKER_STAGES[stage].batched

@@ -1,5 +1,6 @@
-"""Stage 4b: linear interpolation between the selected frames, encoded as a GIF, an H.264 MP4
-and an animated WebP, with a JPEG poster of the best image.
+"""The animate stage (the seed's step 4b), last in the graph: linear interpolation between the
+selected frames, encoded as a GIF, an H.264 MP4 and an animated WebP, with a JPEG poster of the
+best image.
 
 The GIF and the MP4 have to ride along an MMS (300 KB is what every carrier takes), so each walks
 down a ladder of cheaper settings until its bytes fit the budget: the GIF fewer colours, smaller

@@ -1,4 +1,4 @@
-"""Stage 1: text → N candidate images, all in one batch, seeded.
+"""The generate stage (the seed's step 1): text → N candidate images, all in one batch, seeded.
 
 Every image has its own generator, seeded from (alert seed, image index), so an alert's
 candidates come out the same whether it runs alone or batched with other alerts.

@@ -1,4 +1,5 @@
-"""The hazard lexicon that stage 3a (`pipeline/subject.py`) matches alerts against, read from data.
+"""The hazard lexicon that the subject stage (`pipeline/subject.py`) matches alerts against,
+read from data.
 
 The data is package data in `lexicons/` beside this module, YAML (no code, comments allowed):
 

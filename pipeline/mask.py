@@ -1,4 +1,4 @@
-"""Stage 3b: the segmentation-based mask.
+"""The mask stage (the seed's step 3b): the segmentation-based mask.
 
 CLIPSeg's probability map for the subject → threshold → dilation, united with a seeded random mask
 so that parts of the scene beyond the subject vary too. The random mask is laid on a grid of

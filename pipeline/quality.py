@@ -15,7 +15,7 @@ from typing import Any
 
 
 @dataclass(frozen=True)
-class Quality:
+class Assessment:
     hazard_found: bool  # False: no hazard was named and the scene is neutral
     clip_score: float  # the best candidate's CLIPScore against the prompt
     frame_clip_min: float  # CLIPScore of each key frame against the prompt: the lowest
@@ -33,12 +33,12 @@ class Quality:
                 for k, v in asdict(self).items()}
 
 
-def assess(values: Mapping[str, Any]) -> Quality:
+def assess(values: Mapping[str, Any]) -> Assessment:
     """The figures from a finished run's values (subject, scores, frame_scores, path, motion,
     mask_coverage)."""
     frames = values["frame_scores"].values
     path, motion, coverage = values["path"], values["motion"], values["mask_coverage"]
-    return Quality(
+    return Assessment(
         hazard_found=values["subject"].hazard is not None,
         clip_score=values["scores"].best,
         frame_clip_min=min(frames),

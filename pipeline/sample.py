@@ -1,4 +1,4 @@
-"""Stage 3c: masked sampling — K inpainted variants of the best image inside the combined mask.
+"""The sample stage (the seed's step 3c): masked sampling — K inpainted variants of the best image inside the combined mask.
 
 The inpainting pipeline is built over the text-to-image pipeline's own modules (one copy of the
 UNet, VAE and text encoder). SD-1.5's 4-channel UNet inpaints by re-noising the original latents

@@ -1,4 +1,4 @@
-"""Stage 2: CLIPScore of each candidate against the alert text; the best one goes on.
+"""The score stage (the seed's step 2): CLIPScore of each candidate against the alert text; the best one goes on.
 
 CLIP-S(I, C) = w · max(cos(E_I, E_C), 0) (Hessel et al. 2021). w=100 gives the scale the method
 reports (~25 for its fire example); w=2.5 is Hessel's own.

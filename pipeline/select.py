@@ -1,4 +1,4 @@
-"""Stage 4a: choose the most analogous ordered frames.
+"""The select stage (the seed's step 4a): choose the most analogous ordered frames.
 
 ViT-B/16 features of the best image and its variants, pairwise Euclidean distances, and an exact
 dynamic programme (`select_path`) for the cheapest path of k frames: which k-1 variants follow the

@@ -1,4 +1,5 @@
-"""Stage 3a: the alert's primary hazard, the word CLIPSeg segments and the English prompt.
+"""The subject stage (the seed's step 3a), first in the graph: the alert's primary hazard, the
+word CLIPSeg segments and the English prompt.
 
 Alerts arrive in the publisher's language; the text-to-image and CLIP models read English. The
 hazard comes from the first of these that names one: the CAP event codes (SAME "TOR", CAP-CP

@@ -1,4 +1,4 @@
-"""The language of an alert, for stage 3a (`pipeline/subject.py`): a primary BCP-47 subtag.
+"""The language of an alert, for the subject stage (`pipeline/subject.py`): a primary BCP-47 subtag.
 
 The publisher's hint wins when it fits the alert's script: CAP's <language> defaults to en-US,
 so a Korean alert may well say "en-US", and then the script decides. Hangul is Korean, kana is

@@ -13,7 +13,7 @@ from typing import Any
 from .animate import Animation
 from .config import MethodConfig
 from .graph import GRAPH, NAMES, stages
-from .quality import Quality, assess
+from .quality import Assessment, assess
 from .subject import alt_text
 from .stage import Context, Progress
 
@@ -56,7 +56,7 @@ class AlertRun:
     animations = property(lambda self: self.values["animations"])
 
     @property
-    def quality(self) -> Quality:
+    def quality(self) -> Assessment:
         return assess(self.values)
 
     def rendition(self, media_type: str) -> Animation | None:

@@ -31,7 +31,7 @@ COMMAND = "python -m alertanim.schemas.asyncapi --write"
 
 # The graph's stage names (`pipeline.graph.NAMES`, checked equal by the tests): importing the
 # graph loads torch, which a contract must not need.
-STAGES: tuple[str, ...] = ("subject", "generate", "score", "mask", "sample", "select", "animate")
+STAGE_NAMES: tuple[str, ...] = ("subject", "generate", "score", "mask", "sample", "select", "animate")
 
 # Channel id → Kafka topic; `document(topics=...)` overrides any of them.
 TOPICS: dict[str, str] = {
@@ -39,7 +39,7 @@ TOPICS: dict[str, str] = {
     "ready": "ready",
     "failed": "failed",
     "cap": "cap",
-    **{f"stage.{s}": f"alertanim.stage.{s}" for s in STAGES},
+    **{f"stage.{s}": f"alertanim.stage.{s}" for s in STAGE_NAMES},
 }
 
 CAP_DOCS = {
@@ -129,7 +129,7 @@ def document(topics: Mapping[str, str] | None = None) -> dict:
                         "made into an animation is answered with one CAP 1.2 Update, beside "
                         f"its `AnimationReady` on `{topics['ready']}`."),
     }
-    for before, stage in zip((f"ingest (from `{topics['alerts']}`)", *STAGES), STAGES):
+    for before, stage in zip((f"ingest (from `{topics['alerts']}`)", *STAGE_NAMES), STAGE_NAMES):
         channels[f"stage.{stage}"] = _channel(
             topics[f"stage.{stage}"], f"Stage {stage} (internal)", ["StageMessage"],
             f"Internal: the work for the `{stage}` stage, sent by {before}. Images travel "
@@ -144,7 +144,7 @@ def document(topics: Mapping[str, str] | None = None) -> dict:
         "send.cap": _operation("send", "cap", channels,
                                "Publish the animation as a CAP 1.2 Update."),
     }
-    for stage in STAGES:
+    for stage in STAGE_NAMES:
         operations[f"send.stage.{stage}"] = _operation(
             "send", f"stage.{stage}", channels, f"Hand an alert's work to the `{stage}` stage.")
         operations[f"receive.stage.{stage}"] = _operation(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from alertanim.agents.topology import STAGES
+from alertanim.agents.topology import WORKER_STAGES
 from alertanim.schemas import AnimationReady, FailureRecord, StageMessage, parse_cap
 from alertanim.schemas.cap import cap_alert_id
 

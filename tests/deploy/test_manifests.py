@@ -82,13 +82,13 @@ def test_keda_scales_on_lag_within_the_partitions():
 
 
 def test_topics_job_and_roles_cover_every_stage():
-    from alertanim.agents.topology import STAGES
+    from alertanim.agents.topology import WORKER_STAGES
 
     covered = []
     for dep in by_kind("Deployment"):
         args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
         covered += args[args.index("--stages") + 1].split(",")
-    assert sorted(covered) == sorted(STAGES)
+    assert sorted(covered) == sorted(WORKER_STAGES)
     assert by_kind("Job")[0]["spec"]["template"]["spec"]["containers"][0]["args"] == ["topics"]
 
 

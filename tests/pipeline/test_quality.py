@@ -7,7 +7,7 @@ import pytest
 
 from alertanim.pipeline.animate import motion
 from alertanim.pipeline.config import MethodConfig
-from alertanim.pipeline.quality import Quality
+from alertanim.pipeline.quality import Assessment
 from alertanim.pipeline.select import FramePath, select_path
 from alertanim.pipeline.workflow import run_workflow
 
@@ -31,7 +31,7 @@ def test_a_path_knows_its_steps_and_the_largest_one():
 def test_every_figure_is_what_it_says(tiny):
     run = run_workflow(tiny, "Flash flood warning for the river valley", seed=2, config=SMALL)
     q = run.quality
-    assert isinstance(q, Quality) and q.hazard_found
+    assert isinstance(q, Assessment) and q.hazard_found
     frame_scores = run.frame_scores.values
     assert len(frame_scores) == len(run.frames) == 4
     assert q.frame_clip_min == min(frame_scores) <= q.frame_clip_mean <= max(frame_scores)
@@ -46,7 +46,7 @@ def test_every_figure_is_what_it_says(tiny):
     assert (q.mask_coverage, q.subject_coverage) == (run.mask_coverage.combined,
                                                      run.mask_coverage.subject)
     summary = run.summary()["quality"]
-    assert set(summary) == set(Quality.__dataclass_fields__)
+    assert set(summary) == set(Assessment.__dataclass_fields__)
     json.dumps(summary)
 
 

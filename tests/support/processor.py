@@ -43,11 +43,11 @@ def at(position: str):
 def drive(proc, sent: Sent, raw: bytes, source: str = "alerts:0:0") -> list:
     """Ingest one message (read at `source`) and run whatever it sends through every stage;
     everything sent."""
-    from alertanim.agents.topology import STAGES
+    from alertanim.agents.topology import WORKER_STAGES
 
     start = len(sent)
     asyncio.run(proc.process("ingest", raw, at(source)))
-    for stage in STAGES[1:]:
+    for stage in WORKER_STAGES[1:]:
         for topic, _, value in list(sent[start:]):
             if topic == proc.settings.stage_topic(stage):
                 asyncio.run(proc.process(stage, value))
