@@ -146,13 +146,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _from_cap(path: str):
-    """The CAP document in `path` and the Alert the stream would animate from it."""
-    from alertanim.agents.settings import CAP_LANGUAGES
+    """The CAP document in `path` and the Alert the stream would animate from it, read with the
+    stream's byte limit (the settings' max_cap_bytes, ALERTANIM_MAX_CAP_BYTES)."""
+    from alertanim.agents.settings import CAP_LANGUAGES, Settings
     from alertanim.schemas import parse_cap
     from alertanim.schemas.cap import alert_to_animate
 
     document = Path(path).read_bytes()
-    return document, alert_to_animate(parse_cap(document), CAP_LANGUAGES)
+    return document, alert_to_animate(parse_cap(document, Settings().max_cap_bytes),
+                                      CAP_LANGUAGES)
 
 
 def _cap_answer(document: bytes, result, summary: dict) -> bytes:

@@ -11,7 +11,7 @@ well-formed, or not in the encoding it declares, or in one expat cannot read). T
 refused, with nothing expanded, fetched or read, when it declares entities (billion laughs,
 quadratic blowup: xml_entities), declares or references an external entity (xml_external_entity)
 or has a document type declaration (xml_dtd; an entity declared inside one is reported as what it
-is). Then the root must be CAP 1.2's <alert>, with the elements CAP requires, each at most once
+is): defusedxml's forbid_entities, forbid_external and forbid_dtd. Then the root must be CAP 1.2's <alert>, with the elements CAP requires, each at most once
 where CAP allows one, and values inside CAP's enumerations; the error's detail names the element
 ("alert/info[2]/urgency"). Elements of other namespaces and ones CAP 1.2 does not define are
 ignored, as is <derefUri> (inline content: the copy in `cap_update` keeps it). Every string and
@@ -36,8 +36,9 @@ from datetime import datetime, timedelta
 from typing import Annotated, Literal
 from xml.etree import ElementTree as ET
 
-from defusedxml import DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
-from defusedxml.ElementTree import DefusedXMLParser
+from defusedxml import (DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden,
+                        NotSupportedError)
+from defusedxml.ElementTree import fromstring
 from pydantic import ConfigDict, Field, ValidationError, field_validator
 
 from ._base import Record
@@ -284,32 +285,24 @@ def cap_update(original: bytes, resources: Sequence[CapResource], *, sender: str
 
 # --- reading -------------------------------------------------------------------------------------
 
-class _Parser(DefusedXMLParser):
-    """defusedxml's parser (entity declarations and external references refused), refusing a
-    document type declaration too: an external one at once, an internal one at its end, so an
-    entity declared inside it is reported as the entity it is."""
-
-    def __init__(self):
-        super().__init__(target=ET.TreeBuilder(), forbid_dtd=False, forbid_entities=True,
-                         forbid_external=True)
-        self.parser.StartDoctypeDeclHandler = self._start_doctype
-        self.parser.EndDoctypeDeclHandler = self._end_doctype
-        self._declared = None
-
-    def _start_doctype(self, name, sysid, pubid, has_internal_subset):
-        if sysid or pubid:
-            raise DTDForbidden(name, sysid, pubid)
-        self._declared = name
-
-    def _end_doctype(self):
-        raise DTDForbidden(self._declared, None, None)
-
-
 def _read(raw: bytes) -> ET.Element:
-    parser = _Parser()
     try:
-        parser.feed(raw)
-        return parser.close()
+        try:
+            return fromstring(raw, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+        except DTDForbidden as exc:
+            if exc.sysid or exc.pubid:
+                raise  # an external DTD: refused as it is, never fetched
+            # An internal one is refused when it is first seen, before what it declares. Read
+            # again with it allowed, entity declarations and external references still refused,
+            # so an entity declared inside it is reported as the entity it is; a DTD that
+            # declares none stays refused as a DTD, however the rest reads.
+            try:
+                fromstring(raw, forbid_dtd=False, forbid_entities=True, forbid_external=True)
+            except (EntitiesForbidden, ExternalReferenceForbidden):
+                raise
+            except Exception:  # noqa: BLE001 - not an entity: the DTD is the reason
+                pass
+            raise exc from None
     except EntitiesForbidden as exc:
         if exc.sysid or exc.pubid:
             raise InvalidAlert("xml_external_entity",
@@ -325,11 +318,17 @@ def _read(raw: bytes) -> ET.Element:
         where = f" ({_clip(exc.sysid or exc.pubid)})" if exc.sysid or exc.pubid else ""
         raise InvalidAlert("xml_dtd", f"the document has a document type declaration "
                                       f"{_clip(exc.name)}{where}; CAP has none") from None
+    except NotSupportedError as exc:
+        # defusedxml cannot check something (its ElementTree reader raises this nowhere today):
+        # refused, and not as the encoding error that the last clause would call it
+        raise InvalidAlert("not_xml", f"the XML reader refused the message: {_clip(str(exc))}") \
+            from None
     except ET.ParseError as exc:
         raise InvalidAlert("not_xml", f"message is not well-formed XML: {_clip(str(exc))}") \
             from None
     except (LookupError, ValueError) as exc:
         # The declared encoding: unknown, not a text encoding, or multi-byte beyond UTF-8/16.
+        # (defusedxml's own refusals are ValueErrors too: caught above.)
         raise InvalidAlert("not_xml", f"message's declared encoding cannot be read: "
                                       f"{_clip(str(exc))}") from None
 

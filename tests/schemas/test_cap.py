@@ -276,6 +276,26 @@ def test_hostile_xml_is_refused_and_nothing_is_expanded(message, reason):
     assert len(detail) < 400
 
 
+@pytest.mark.parametrize("message, reason", [
+    # an entity declared after other declarations is still the entity it is
+    (xml(CAP_BODY, b'<!DOCTYPE alert [<!ELEMENT alert ANY><!ENTITY e "x">]>'), "xml_entities"),
+    (xml(CAP_BODY, b'<!DOCTYPE alert [<!ENTITY u SYSTEM "http://evil.test/u" NDATA n>]>'),
+     "xml_external_entity"),
+    # an external DTD is refused before its internal subset is read
+    (xml(CAP_BODY, b'<!DOCTYPE alert SYSTEM "http://evil.test/cap.dtd" [<!ENTITY e "x">]>'),
+     "xml_dtd"),
+    # a DTD that declares no entity is the reason, however the rest reads
+    (xml(b"<alert", b"<!DOCTYPE alert [<!ELEMENT alert ANY>]>"), "xml_dtd"),
+    (xml(b"<alert/>", b"<!DOCTYPE alert [<!BOGUS>]>"), "xml_dtd"),
+    (xml(b"<alert/>", b"<!DOCTYPE alert>"), "xml_dtd"),
+], ids=["entity-after-element", "unparsed-entity", "external-dtd-with-subset",
+        "dtd-then-unclosed", "dtd-malformed", "dtd-empty"])
+def test_a_dtd_is_refused_as_a_dtd_unless_it_declares_an_entity(message, reason):
+    with pytest.raises(InvalidAlert) as caught:
+        parse_cap(message)
+    assert caught.value.reason == reason
+
+
 @pytest.mark.parametrize("message, reason, detail", [
     (raw(WARNING).replace(CAP_NS.encode(), b"urn:oasis:names:tc:emergency:cap:1.1"),
      "unsupported_cap_version", "CAP 1.1"),
@@ -307,6 +327,21 @@ def test_messages_over_the_limit_are_refused_before_parsing():
     with pytest.raises(InvalidAlert) as caught:
         parse_cap(b"<" * 2_000_000)  # never read: not even "not_xml"
     assert caught.value.reason == "too_large"
+
+
+def test_run_and_the_stream_read_cap_with_the_one_byte_limit(monkeypatch, tmp_path, capsys):
+    """`run --cap` refuses what the worker's ingest refuses: both take the settings' limit."""
+    from alertanim.agents.cli import main
+    from alertanim.agents.settings import Settings
+
+    document = tmp_path / "warning.xml"
+    document.write_bytes(raw(WARNING))
+    size = len(raw(WARNING))
+    monkeypatch.setenv("ALERTANIM_MAX_CAP_BYTES", str(size - 1))
+    assert Settings().max_cap_bytes == size - 1
+    assert main(["run", "--cap", str(document), "--out", str(tmp_path / "a.gif")]) == 2
+    err = capsys.readouterr().err
+    assert "too_large" in err and f"the limit is {size - 1}" in err, err
 
 
 def without(name: str, element: str) -> bytes:
