@@ -6,7 +6,8 @@ The data is package data in `lexicons/` beside this module, YAML (no code, comme
 - `<tag>.yaml` per language, named by its primary BCP-47 subtag (`ko.yaml`): `style` and `fold`
   (how it matches, below), `script` (its writing systems, space-separated; default `latin`),
   `aliases` (other subtags meaning it: `kor`), `fragments`, `terms` (hazard key → regular
-  expressions) and `exclusions` (regular expressions). A new language is a new file, a place in
+  expressions), `generic` (the same, for words that name a hazard only in general) and
+  `exclusions` (regular expressions). A new language is a new file, a place in
   `shared.yaml`'s two lists, and its tests.
 - `shared.yaml`: what every language shares. The `hazards`, each with ONE English `subject` and
   ONE English `scene`; `neutral_subject` and `neutral_scene` for an alert that names none;
@@ -35,6 +36,11 @@ How the matcher uses it:
   that announces one is about the wave). The CAP event codes, then the CAP event text, then the
   alert text decide in that order; a later one only refines or overrides the same way. At one
   place in the text the longest term wins ("hurricane-force winds" is wind, 지진해일 a tsunami).
+- `generic` terms name a hazard only in general, as a warning's heading does ("Unwetterwarnung",
+  "severe weather", "κακοκαιρία", "cuaca ekstrem"): any hazard the same source names with a
+  specific term comes first, wherever it is named ("Amtliche Unwetterwarnung: Hochwasser an der
+  Ahr" is a flood), and a generic hazard from an earlier source (the CAP event) gives way to a
+  specific one from a later one. Named alone, a generic term is its hazard.
 - `HAZARDS` order breaks the remaining ties: a finer hazard comes before its part (checked on
   load), so the finest of several candidates wins.
 - Every hazard has ONE English `subject` (the short noun CLIPSeg segments) and ONE English `scene`
@@ -44,7 +50,7 @@ How the matcher uses it:
 - `TERMS[language][hazard]` are regular expressions, written lower-case in the language's own
   spelling; the matcher folds alert and terms alike (`fold`: "latin" lower-case without accents,
   "lower" lower-case only, as German umlauts and Vietnamese tones carry meaning, "cyrillic" also
-  ё→е, "arabic" also drops diacritics and tatweel and unifies alef, alef maqsura and ta marbuta),
+  ё→е, "greek" also without tonos and dialytika and with one sigma, "arabic" also drops diacritics and tatweel and unifies alef, alef maqsura and ta marbuta),
   so accents written here are optional in an alert. Only non-capturing groups.
 - A "spaced" language matches whole words: a term must start and end at a word boundary, so
   inflections are spelled out ("floods?", "flood(?:s|ing|ed)?", Russian case endings, Arabic
@@ -127,11 +133,12 @@ class Language(_Data):
     """One `<tag>.yaml`: how one language matches, and its terms."""
 
     style: Literal["spaced", "unspaced"]  # whole words, or terms that carry their own context
-    fold: Literal["latin", "lower", "cyrillic", "arabic"]
+    fold: Literal["latin", "lower", "cyrillic", "greek", "arabic"]
     script: _Script = "latin"
     aliases: list[_Tag] = []
     fragments: dict[_Name, _Text] = {}
     terms: dict[_Key, Annotated[list[_Text], Field(min_length=1)]] = Field(min_length=1)
+    generic: dict[_Key, Annotated[list[_Text], Field(min_length=1)]] = {}  # a hazard in general
     exclusions: list[_Text] = []
 
     @model_validator(mode="after")
@@ -139,6 +146,9 @@ class Language(_Data):
         problems = [f"fragments.{name}: a fragment may not refer to another"
                     for name, text in self.fragments.items() if _REFERENCE.search(text)]
         problems += _check([(f"terms.{hazard}[{i}]", term) for hazard, group in self.terms.items()
+                            for i, term in enumerate(group)], self.fragments)
+        problems += _check([(f"generic.{hazard}[{i}]", term)
+                            for hazard, group in self.generic.items()
                             for i, term in enumerate(group)], self.fragments)
         problems += _check([(f"exclusions[{i}]", term) for i, term in enumerate(self.exclusions)],
                            self.fragments)
@@ -237,8 +247,9 @@ class Lexicons(_Data):
                          for tag in listed if tag not in tags]
         hazards = {h.key for h in self.shared.hazards}
         for tag, lang in self.languages.items():
-            problems += [f"{tag}.yaml: terms.{key}: no such hazard in {SHARED}"
-                         for key in lang.terms if key not in hazards]
+            problems += [f"{tag}.yaml: {field}.{key}: no such hazard in {SHARED}"
+                         for field in ("terms", "generic")
+                         for key in getattr(lang, field) if key not in hazards]
         problems += [f"{SHARED}: scripts.{tag}: {tag}.yaml names its own script"
                      for tag in self.shared.scripts if tag in tags]
         owners: dict[str, list[str]] = {}
@@ -372,6 +383,10 @@ ALIASES: dict[str, str] = {**_LEXICONS.shared.aliases,
                               for alias in lang.aliases}}
 TERMS: dict[str, dict[str, tuple[str, ...]]] = {
     tag: {key: tuple(map(lang.expand, terms)) for key, terms in lang.terms.items()}
+    for tag, lang in _LEXICONS.ordered()}
+# Terms that name a hazard only in general: any specific term found with them comes first.
+GENERIC: dict[str, dict[str, tuple[str, ...]]] = {
+    tag: {key: tuple(map(lang.expand, terms)) for key, terms in lang.generic.items()}
     for tag, lang in _LEXICONS.ordered()}
 EXCLUSIONS: dict[str, tuple[str, ...]] = {tag: tuple(map(lang.expand, lang.exclusions))
                                           for tag, lang in _LEXICONS.ordered()}

@@ -6,8 +6,10 @@ hazard comes from the first of these that names one: the CAP event codes (SAME "
 "flood"), the CAP `event` text ("Flood Warning", "Alerta de tsunami"), the alert text. A later
 source may only refine it (SAME "FFW" and the text "flash flood emergency" give the emergency)
 or name a test or a tsunami, which win anywhere. Within one source the first hazard named leads
-and a finer one named anywhere refines it ("a fire started the wildfire" is a wildfire); at one
-place the longest term wins ("hurricane-force winds" is wind, not a hurricane). The lexicon and
+and a finer one named anywhere refines it ("a fire started the wildfire" is a wildfire); a word
+that names a hazard only in general (Unwetter, "severe weather") gives way to any hazard named
+specifically ("Unwetterwarnung: Hochwasser an der Ahr" is a flood); at one place the longest
+term wins ("hurricane-force winds" is wind, not a hurricane). The lexicon and
 its rules (whole words, Korean context, Chinese and Japanese false friends) are in `lexicon.py`.
 
 The language (`subject_language.py`: the hint when it fits the script, else the script or an
@@ -27,8 +29,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
-from .lexicon import (CAP_CP, EXCLUSIONS, HAZARDS, LANGUAGES, NEUTRAL_SCENE, NEUTRAL_SUBJECT,
-                      SAME, SCRIPTS, TERMS)
+from .lexicon import (CAP_CP, EXCLUSIONS, GENERIC, HAZARDS, LANGUAGES, NEUTRAL_SCENE,
+                      NEUTRAL_SUBJECT, SAME, SCRIPTS, TERMS)
 from .stage import Context, Kind, Port, Row, Stage, row_by_row
 from .subject_language import MARKS, decide_language, fits
 
@@ -51,14 +53,15 @@ def primary_subject(text: str, event: str | None = None, *, language: str | None
     clean = _normalise(text if isinstance(text, str) else "")
     lang = decide_language(clean, language)
     chain = _chain(lang)
-    found = None  # (hazard index, source, surface)
+    found = None  # (hazard index, source, surface, named only in general)
     text_hits = _search(clean, chain)
     event_hits = _search(_normalise(event), _event_chain(chain)) if isinstance(event, str) else {}
     for source, hits in (("event_code", _codes(event_codes)), ("event", event_hits),
                          ("text", text_hits)):
-        chosen = _choose(hits, None if found is None else found[0])
-        if chosen is not None and (found is None or chosen != found[0]):
-            found = (chosen, source, hits[chosen][1])
+        chosen = _choose(hits, found)
+        if chosen in hits and (found is None or chosen != found[0] or
+                               found[3] and not hits[chosen][2]):
+            found = (chosen, source, hits[chosen][1], hits[chosen][2])
     own = _ascii(clean) if lang == "en" else ""
     english = re.search("[A-Za-z]", own) is not None
     if found is None:
@@ -146,8 +149,15 @@ _FOLDS = {
                             if len(d := unicodedata.normalize("NFD", chr(cp))) > 1 and
                             d[0].isascii() and all(map(unicodedata.combining, d[1:]))},
               ord("ø"): "o", ord("Ø"): "O", ord("ł"): "l", ord("Ł"): "L", ord("đ"): "d",
-              ord("Đ"): "D"},
+              ord("Đ"): "D", ord("ı"): "i"},
     "cyrillic": {**_COMMON, ord("ё"): "е", ord("Ё"): "Е"},
+    # Greek without tonos and dialytika, and one sigma (capitals too, so that lower-casing a
+    # capital at the end of a word never makes the final form).
+    "greek": {**_COMMON, **{cp: d[0] for cp in [*range(0x370, 0x400), *range(0x1f00, 0x2000)]
+                            if len(d := unicodedata.normalize("NFD", chr(cp))) > 1 and
+                            "\u0391" <= d[0] <= "\u03c9" and
+                            all(map(unicodedata.combining, d[1:]))},
+              ord("ς"): "σ", ord("Σ"): "σ"},
     # Arabic is written with or without vowel marks, and alef forms vary: fold them away.
     "arabic": {**_COMMON, **dict.fromkeys([*range(0x64b, 0x660), 0x670, 0x640]),
                **dict.fromkeys(map(ord, "أإآٱ"), "ا"), ord("ى"): "ي", ord("ة"): "ه"},
@@ -170,7 +180,9 @@ _KEYS = {h.key: i for i, h in enumerate(HAZARDS)}
 class _Lexicon:
     table: dict
     starts: re.Pattern  # where some term of the language may start
-    terms: tuple[tuple[int, re.Pattern], ...]  # (hazard index, its terms), in HAZARDS order
+    # (hazard index, its terms, whether they name it only in general): the specific terms in
+    # HAZARDS order, then the generic ones
+    terms: tuple[tuple[int, re.Pattern, bool], ...]
     exclusions: re.Pattern | None
 
 
@@ -184,14 +196,16 @@ def _compile(lang: str) -> _Lexicon:
             raise ValueError(f"{lang} term {term!r}: use non-capturing groups")
         return term.replace("~", f"{_WORD}*")  # German compounds: the word goes on here
 
-    unknown = set(TERMS[lang]) - set(_KEYS)
+    unknown = (set(TERMS[lang]) | set(GENERIC[lang])) - set(_KEYS)
     if unknown:
         raise ValueError(f"{lang}: terms for unknown hazards {sorted(unknown)}")
-    alternatives = {_KEYS[key]: "|".join(map(source, terms))
-                    for key, terms in TERMS[lang].items() if terms}
-    terms = tuple((p, re.compile(f"{left}(?:{alternatives[p]}){right}"))
-                  for p in sorted(alternatives))
-    starts = re.compile(f"(?={left}(?:{'|'.join(alternatives[p] for p, _ in terms)}){right})")
+    alternatives = [(p, "|".join(map(source, group)), generic)
+                    for generic, table in ((False, TERMS[lang]), (True, GENERIC[lang]))
+                    for p, group in sorted((_KEYS[key], group) for key, group in table.items())
+                    if group]
+    terms = tuple((p, re.compile(f"{left}(?:{alt}){right}"), generic)
+                  for p, alt, generic in alternatives)
+    starts = re.compile(f"(?={left}(?:{'|'.join(alt for _, alt, _ in alternatives)}){right})")
     excluded = "|".join(map(source, EXCLUSIONS.get(lang, ())))
     exclusions = re.compile(f"{left}(?:{excluded}){right}") if excluded else None
     return _Lexicon(_FOLDS[fold], starts, terms, exclusions)
@@ -207,27 +221,37 @@ for _i, _h in enumerate(HAZARDS):
     _ANCESTORS[_i] = frozenset(_up)
 
 
-def _choose(hits: dict[int, tuple[int, str]], current: int | None) -> int | None:
-    """The hazard one source names, given what the sources before it decided: the first one it
-    names (alerts lead with their headline), refined by the first finer one it names, again
-    and again (flood → flash flood → flash flood emergency); an urgent one (a test, a tsunami)
-    named anywhere wins outright."""
+# hits: hazard index → (where it is first named, how, whether only in general)
+_Hits = dict[int, tuple[int, str, bool]]
+
+
+def _choose(hits: _Hits, before: tuple[int, str, str, bool] | None) -> int | None:
+    """The hazard one source names, given what the sources before it decided (hazard, source,
+    surface, whether named only in general): the first one it names specifically (alerts lead
+    with their headline; a generic word such as Unwetter or "severe weather" gives way to any
+    specific one), refined by the first finer one it names, again and again (flood → flash
+    flood → flash flood emergency); an urgent one (a test, a tsunami) named anywhere wins
+    outright."""
+    current = None if before is None else before[0]
+    if before is not None and before[3] and not all(generic for *_, generic in hits.values()):
+        current = None  # what was named in general gives way to a hazard named specifically
     urgent = [p for p in hits if HAZARDS[p].urgent and (current is None or p < current)]
     if urgent:
         return min(urgent)
     if current is None:
         if not hits:
             return None
-        current = min(hits, key=lambda p: hits[p][0])
+        current = min(hits, key=lambda p: (hits[p][2], hits[p][0]))
     while finer := [p for p in hits if current in _ANCESTORS[p]]:
-        current = min(finer, key=lambda p: hits[p][0])
+        current = min(finer, key=lambda p: (hits[p][2], hits[p][0]))
     return current
 
 
-def _search(text: str, chain: tuple[str, ...]) -> dict[int, tuple[int, str]]:
+def _search(text: str, chain: tuple[str, ...]) -> _Hits:
     """Hazards the text names, with where and how each is first named, from the first lexicon
     in the chain that finds any. A false friend one lexicon excludes stays excluded for the
-    lexicons after it (雪崩式 is no avalanche in Japanese either)."""
+    lexicons after it (雪崩式 is no avalanche in Japanese either). A hazard named both in general
+    and specifically counts where it is first named specifically."""
     for lang in chain:
         lex = _LEXICONS[lang]
         folded, index = _fold(text, lex.table)
@@ -238,27 +262,30 @@ def _search(text: str, chain: tuple[str, ...]) -> dict[int, tuple[int, str]]:
                 folded = f"{folded[:a]}{' ' * (b - a)}{folded[b:]}"
                 a, b = (a, b) if index is None else (index[a], index[b])
                 text = f"{text[:a]}{' ' * (b - a)}{text[b:]}"
-        hits: dict[int, tuple[int, str]] = {}
+        hits: _Hits = {}
+        general: _Hits = {}
         for start in lex.starts.finditer(folded):
-            pos, best, end = start.start(), None, -1
-            for priority, terms in lex.terms:  # the longest term here; a tie to the first
+            pos, best, end, generic = start.start(), None, -1, False
+            for priority, terms, only in lex.terms:  # the longest term here; a tie to the first
                 match = terms.match(folded, pos)
                 if match is not None and match.end() > end:
-                    best, end = priority, match.end()
-            if best is not None and best not in hits:
-                hits[best] = (pos, text[pos:end] if index is None else
-                              text[index[pos]:index[end]])
+                    best, end, generic = priority, match.end(), only
+            found = general if generic else hits
+            if best is not None and best not in found:
+                found[best] = (pos, text[pos:end] if index is None else
+                               text[index[pos]:index[end]], generic)
+        for priority, hit in general.items():
+            hits.setdefault(priority, hit)
         if hits:
             return hits
     return {}
 
 
-def _codes(event_codes: Iterable[tuple[str, str]] | Mapping[str, str]
-           ) -> dict[int, tuple[int, str]]:
+def _codes(event_codes: Iterable[tuple[str, str]] | Mapping[str, str]) -> _Hits:
     """Hazards named by CAP eventCode pairs (valueName, value); unknown names and codes are
     ignored, and so is anything that is not a pair of strings."""
     pairs = event_codes.items() if isinstance(event_codes, Mapping) else event_codes or ()
-    found: dict[int, tuple[int, str]] = {}
+    found: _Hits = {}
     for pair in pairs:
         if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
             continue
@@ -275,7 +302,7 @@ def _codes(event_codes: Iterable[tuple[str, str]] | Mapping[str, str]
             else:
                 key = None
             if key is not None:
-                found.setdefault(_KEYS[key], (len(found), value_))
+                found.setdefault(_KEYS[key], (len(found), value_, False))
     return found
 
 
