@@ -19,6 +19,7 @@ from .completion import Completion
 from .host import ModelHost
 from .ingest import Ingest
 from .ledger import Ledger, run_id
+from .library import Library
 from .ports import FROM_ALERT, IMAGE_KINDS, codec, fetch_images, value_of
 from .storage import ObjectStore, png_bytes
 from .threads import Threads
@@ -43,6 +44,7 @@ class Adapter:
         self.run = run_id(self.config, settings.models)
         self.ingest = Ingest(settings, self.ledger, self.run)
         self.completion = Completion(settings, store, self.ledger, host, self.threads.io)
+        self.library = Library(settings, store, self.ledger, self.run)
 
     def stage(self, name: str) -> Stage:
         try:

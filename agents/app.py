@@ -17,14 +17,15 @@ from alertanim.pipeline import graph
 
 from .adapter import Adapter
 from .emitter import Emitter, Position
+from .events import traceparent_of
 from .host import ModelHost
 from .metrics import Metrics
 from .outbox import Outbox
-from .processing import StageProcessor
+from .processing import Input, StageProcessor
 from .settings import Settings
 from .status import Board, follow
 from .storage import store_from_settings
-from .topology import all_topics, batched, parse_stages, source_topic
+from .topology import INGEST, all_topics, batched, parse_stages, source_topic
 from .web import add_routes
 
 log = logging.getLogger("alertanim")
@@ -81,10 +82,11 @@ def create_app(settings: Settings, adapter: Adapter | None = None) -> faust.App:
     topics = {name: app.topic(name, acks=emitter is None or name not in inputs)
               for name in all_topics(settings)}
 
-    async def send(name: str, key: str | None, value: bytes) -> None:
+    async def send(name: str, key: str | None, value: bytes, headers=()) -> None:
         # force: send now rather than when the offset commits, and wait for the broker's ack so
         # the input offset can only commit after the output is durable.
-        fut = await topics[name].send(key=key.encode() if key else None, value=value, force=True)
+        fut = await topics[name].send(key=key.encode() if key else None, value=value,
+                                      headers=list(headers) or None, force=True)
         await fut
 
     def owns(topic: str, partition: int) -> bool:
@@ -111,19 +113,20 @@ def create_app(settings: Settings, adapter: Adapter | None = None) -> faust.App:
         threads.close()
 
     def make_agent(stage: str):
+        def one(event) -> Input:
+            message = event.message
+            return Input(event.value, Position.of(message), message.key or b"",
+                         traceparent_of(message.headers) if stage == INGEST else None)
+
         if batched(settings, stage):
             async def agent(stream):
-                # Faust acks the whole batch only after this body has sent its results.
                 async for events in stream.take_events(settings.batch_max,
                                                        within=settings.batch_window_ms / 1000):
-                    await processor.process_many(stage, [e.value for e in events],
-                                                 [Position.of(e.message) for e in events],
-                                                 [e.message.key or b"" for e in events])
+                    await processor.process_inputs(stage, [one(e) for e in events])
         else:
             async def agent(stream):
                 async for event in stream.events():
-                    await processor.process(stage, event.value, Position.of(event.message),
-                                            event.message.key or b"")
+                    await processor.process_inputs(stage, [one(event)])
         agent.__name__ = agent.__qualname__ = f"stage_{stage}"
         return app.agent(topics[source_topic(settings, stage)], name=f"alertanim.{stage}",
                          concurrency=1)(agent)

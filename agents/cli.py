@@ -232,9 +232,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--models", default="default")
     export.set_defaults(func=cmd_export_models)
 
-    from . import stream_cli
+    from . import library_cli, stream_cli
 
     stream_cli.add_commands(sub)
+    library_cli.add_commands(sub)
     return parser
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 from datetime import datetime, timezone
 from typing import Any
@@ -36,7 +37,9 @@ class Completion:
         self.store = store
         self.ledger = ledger
         self.host = host
-        self.io = io  # the IO threads: renditions upload in parallel, the report beside them
+        self.io = io  # the IO threads: renditions upload in parallel, reports after events
+        self._reports: dict[tuple[str, str], tuple] = {}  # what each pending report is drawn from
+        self._lock = threading.Lock()
 
     def finish(self, msg: StageMessage, artifacts: dict[str, Any], seconds: dict[str, float],
                inputs: dict[str, Any]) -> AnimationReady:
@@ -46,9 +49,14 @@ class Completion:
                                        if port.kind is Kind.ANIMATIONS
                                        for a in artifacts.get(name, ())]
         everything = {**msg.artifacts, **artifacts}
-        report = (self.io.submit(self._report, msg, everything, seconds, inputs)
-                  if self.settings.reports else None)
         renditions = list(self.io.map(lambda a: self._rendition(msg, a), animations))
+        report = None
+        if self.settings.reports:  # named now, drawn once the event is out (after_event)
+            key = self.ledger.report_key(msg.alert_id, msg.run)
+            url, expires = self.store.url(key, self.settings.presign_expiry_s)
+            report = Report(s3_uri=self.store.uri(key), url=url, url_expires_at=expires)
+            with self._lock:
+                self._reports[(msg.alert_id, msg.run)] = (msg, everything, seconds, inputs)
         values = values_of(everything, msg)
         subject = values["subject"]
         ready = AnimationReady(
@@ -56,7 +64,7 @@ class Completion:
             prompt=subject.prompt, hazard=subject.hazard, language=subject.language,
             clip_score=values["scores"].best, alt_text=alt_text(msg.alert.text, subject),
             quality=Quality.model_validate(assess(values).as_dict(6), strict=False),
-            report=report.result() if report is not None else None,
+            report=report,
             stage_seconds=seconds, latency_seconds=round(time.time() - msg.received_at, 4),
             model_ids=self.host.model_ids(), pipeline_version=PIPELINE_VERSION,
             status=msg.alert.status, cap=msg.alert.cap, event=msg.alert.event,
@@ -75,6 +83,14 @@ class Completion:
                          frame_count=a.frame_count, duration_ms=a.duration_ms,
                          sha256=hashlib.sha256(a.data).hexdigest(),
                          sha1=hashlib.sha1(a.data).hexdigest())
+
+    def after_event(self, ready: AnimationReady, sent: bool) -> None:
+        """The event left (or, `sent` False, was left to another worker): draw its report now,
+        on the IO threads, off the path of the next alert."""
+        with self._lock:
+            pending = self._reports.pop((ready.alert_id, ready.run), None)
+        if pending is not None and sent:
+            self.io.submit(self._report, *pending)
 
     def _report(self, msg: StageMessage, artifacts: dict[str, Any], seconds: dict[str, float],
                 inputs: dict[str, Any]) -> Report | None:

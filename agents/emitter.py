@@ -115,9 +115,10 @@ class Emitter:
             producer = await self._producer(tp)
             try:
                 async with producer.transaction():
-                    for out_topic, key, value in records:
+                    for out_topic, key, value, *headers in records:
                         await producer.send(out_topic, value=value,
-                                            key=key.encode() if key else None)
+                                            key=key.encode() if key else None,
+                                            headers=list(headers[0]) if headers else None)
                     await producer.send_offsets_to_transaction(
                         {TopicPartition(topic, partition): next_offset}, self.settings.app_id)
             except BaseException:

@@ -13,6 +13,7 @@ from alertanim.schemas import (Alert, AnimationReady, CapAlert, InvalidAlert, No
 from alertanim.schemas.cap import alert_to_animate
 
 from .emitter import Position
+from .events import new_trace
 from .ledger import Claim, Ledger, seed_for
 from .topology import FIRST
 
@@ -23,8 +24,8 @@ class Ingest:
         self.ledger = ledger
         self.run = run
 
-    def __call__(self, raw: bytes, at: Position | None = None, key: bytes | None = None
-                 ) -> StageMessage | AnimationReady | None:
+    def __call__(self, raw: bytes, at: Position | None = None, key: bytes | None = None,
+                 traceparent: str | None = None) -> StageMessage | AnimationReady | None:
         """`key` is the Kafka record's key (b"" when it had none); None when the alert did not
         come from Kafka. From Kafka, the key must be the alert's id: the partition it picks is
         the one every copy of the alert, and every stage of it, goes through. None: nothing to
@@ -51,7 +52,7 @@ class Ingest:
         if cap is not None:
             self.ledger.record_cap(alert.id, raw)  # its Update repeats the original's blocks
         return StageMessage(alert=alert, stage=FIRST, run=self.run, seed=seed_for(alert.id),
-                            received_at=time.time(),
+                            received_at=time.time(), traceparent=traceparent or new_trace(),
                             seconds={"ingest": round(time.perf_counter() - t0, 4)})
 
     def _from_cap(self, raw: bytes) -> tuple[CapAlert, Alert]:

@@ -98,6 +98,24 @@ class Ledger:
     def payload_key(sha256: str) -> str:
         return f"failed/{sha256}"
 
+    def instant_key(self, alert_id: str, run: str) -> str:
+        """The marker that the alert's instant event went out (written after it did)."""
+        return f"{self.run_prefix(alert_id, run)}instant"
+
+    # -- the scene library: one folder per entry, beside the runs ----------------------------
+    @staticmethod
+    def library_prefix(run: str) -> str:
+        return f"library/{run}/"
+
+    def library_entry_key(self, run: str, entry: str) -> str:
+        return f"{self.library_prefix(run)}{entry}/entry.json"
+
+    def library_rendition_key(self, run: str, entry: str, media_type: str) -> str:
+        return f"{self.library_prefix(run)}{entry}/animation.{EXTENSIONS[media_type]}"
+
+    def library_report_key(self, run: str, entry: str) -> str:
+        return f"{self.library_prefix(run)}{entry}/report.html"
+
     def check(self, msg: StageMessage) -> None:
         """Refuse a message naming an object the ledger would not derive for its alert: a
         message on an intermediate topic must not make a worker read or overwrite another
@@ -176,6 +194,12 @@ class Ledger:
 
     def emitted(self, alert_id: str, run: str) -> bool:
         return self.store.exists(self.emitted_key(alert_id, run))
+
+    def instant_sent(self, alert_id: str, run: str) -> bool:
+        return self.store.exists(self.instant_key(alert_id, run))
+
+    def mark_instant_sent(self, alert_id: str, run: str) -> None:
+        self.store.put(self.instant_key(alert_id, run), b"", "application/octet-stream")
 
     def mark_emitted(self, ready: AnimationReady) -> None:
         self.store.put(self.emitted_key(ready.alert_id, ready.run), b"",

@@ -19,12 +19,13 @@ from alertanim.schemas import FailureRecord
 from alertanim.schemas.errors import SendRefused
 
 from .emitter import Emitter, Position
+from .events import Headers, Out
 from .retry import async_retrying, is_transient
 
 log = logging.getLogger("alertanim")
 
-Send = Callable[[str, "str | None", bytes], Awaitable[None]]  # (topic, key, value)
-Records = list[tuple[str, "str | None", bytes]]  # (topic, key, value)
+Send = Callable[..., Awaitable[None]]  # (topic, key, value, headers=())
+Records = list[Out]
 
 
 class Outbox:
@@ -44,12 +45,13 @@ class Outbox:
         """`records` (and, with transactions, the offset after the input at `at`). False when
         the input's partition moved to another worker meanwhile and nothing was sent."""
         if not self.transactional(at):
-            for topic, key, value in records:
-                await self.send(topic, key, value)
+            for out in records:
+                await self.send(*out)
             return True
         return await self._transact(at, records, what, went_out or (lambda: self.passed(at)))
 
-    async def send(self, topic: str, key: str | None, value: bytes) -> None:
+    async def send(self, topic: str, key: str | None, value: bytes, headers: Headers = ()
+                   ) -> None:
         """Send and wait for the broker's ack. A broker that is away is waited for (offsets stay
         uncommitted meanwhile, so a worker stopped here sees the message again after restart);
         a record the broker will never take raises SendRefused at once."""
@@ -60,7 +62,7 @@ class Outbox:
             async for attempt in async_retrying(self.settings, retry_on=is_transient,
                                                 forever_if_transient=True, on_retry=on_retry):
                 with attempt:
-                    await self.send_one(topic, key, value)
+                    await self.send_one(topic, key, value, headers)
         except Exception as exc:  # noqa: BLE001 - every non-transient send error is a refusal
             raise SendRefused(f"the broker refused a record for {topic}: {exc!r}") from exc
 
@@ -113,22 +115,20 @@ class Outbox:
                         alert_id, exc)
         return False
 
-    async def fail(self, at: Position | None, record: FailureRecord) -> None:
+    async def fail(self, at: Position | None, record: FailureRecord, headers: Headers = ()
+                   ) -> None:
         """A failure record ends its input. One the transaction refuses goes out plainly; one
         the failed topic refuses too is logged, the record of last resort."""
-        value = record.to_bytes()
+        out = Out(self.settings.topic_failed, record.alert_id, record.to_bytes(), headers)
         if self.transactional(at):
             try:
-                await self._transact(at, [(self.settings.topic_failed, record.alert_id, value)],
-                                     record.alert_id or "an input", lambda: self.passed(at))
+                await self._transact(at, [out], record.alert_id or "an input",
+                                     lambda: self.passed(at))
                 return
             except SendRefused as refused:
                 log.warning("%s; sending the failure record plainly", refused)
-        await self.send_failure(record)
-
-    async def send_failure(self, record: FailureRecord) -> None:
         try:
-            await self.send(self.settings.topic_failed, record.alert_id, record.to_bytes())
+            await self.send(*out)
         except SendRefused:
             log.error("could not send the failure record of %s (%s at %s, payload sha256 %s)",
                       record.alert_id, record.reason, record.stage, record.payload_sha256)

@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     # A finished alert that came in as CAP is answered here with a CAP 1.2 Update that carries
     # its renditions as <resource>s.
     topic_cap: str = "cap"
+    # An alert's first picture, from the scene library, as soon as its hazard is known
+    # (schemas/instant.py); the generated animation follows on `ready`.
+    topic_instant: str = "instant"
     partitions: int = Field(default=4, ge=1)
     replication_factor: int = Field(default=1, ge=1)
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
@@ -52,10 +55,10 @@ class Settings(BaseSettings):
     # beginning of its payload. Stay under the broker's message.max.bytes (1 MiB by default).
     max_record_bytes: int = Field(default=1_000_000, ge=10_000)
 
-    # What ends an input (the last stage's completion and its CAP answer, or a failure record
-    # at any stage) leaves in a Kafka transaction with the input offset: consumers of `ready`
-    # and `failed` that read with isolation.level=read_committed see each record once
-    # (agents/emitter.py). Off: plain acknowledged sends.
+    # What an input led to (the next stage's message, the completion and its CAP answer, the
+    # instant event, or a failure record) leaves in a Kafka transaction with the input's offset:
+    # consumers of `ready`, `instant` and `failed` that read with isolation.level=read_committed
+    # see each record once (agents/emitter.py). Off: plain acknowledged sends.
     transactions: bool = True
     transaction_timeout_ms: int = Field(default=30_000, ge=1_000)
 
@@ -66,6 +69,12 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(default=5_000, ge=1)
     # Store a report.html beside each animation (its URL in AnimationReady.report).
     reports: bool = True
+    # Send an alert's instant event (the scene library's entry for its hazard) from the subject
+    # stage, when the library has the entry.
+    instant: bool = True
+    # A worker running a model stage renders the library's missing entries once it has had no
+    # stage message for this many seconds (0: never; `alertanim library build` builds them).
+    library_idle_s: float = Field(default=30.0, ge=0)
     # The status page (`/` on the web port): how many recent alerts it lists, and the window of
     # its per-stage figures.
     status_alerts: int = Field(default=50, ge=1, le=1_000)

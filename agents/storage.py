@@ -31,6 +31,7 @@ class ObjectStore(Protocol):
     def get(self, key: str) -> bytes: ...
     def exists(self, key: str) -> bool: ...
     def url(self, key: str, expires_s: int) -> tuple[str, float]: ...  # (url, expires_at)
+    def uri(self, key: str) -> str: ...  # what `put` returns for `key`, without writing
 
 
 class S3Store:
@@ -82,6 +83,9 @@ class S3Store:
 
     def put(self, key: str, data: bytes, content_type: str) -> str:
         self._call(self._s3.put_object, Key=self._key(key), Body=data, ContentType=content_type)
+        return self.uri(key)
+
+    def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._key(key)}"
 
     def get(self, key: str) -> bytes:
@@ -132,6 +136,9 @@ class LocalStore:
         tmp.write_bytes(data)
         tmp.replace(path)  # readers never see half an object
         return path.as_uri()
+
+    def uri(self, key: str) -> str:
+        return self._path(key).as_uri()
 
     def get(self, key: str) -> bytes:
         try:

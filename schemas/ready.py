@@ -33,12 +33,14 @@ class Rendition(Record):
 
 class Report(Record):
     """The alert's report: one self-contained HTML page (images inline) explaining how its
-    animation was made: candidates and their CLIPScores, masks, variants, the chosen path."""
+    animation was made: candidates and their CLIPScores, masks, variants, the chosen path. It is
+    drawn after the event goes out, so its URL can answer 404 for the second or so it takes
+    (and for good if the worker stopped in between); nothing else in the event waits on it."""
 
     s3_uri: str
     url: str  # presigned GET, valid until `url_expires_at`
     url_expires_at: float
-    bytes: int = Field(ge=0)
+    bytes: int | None = Field(default=None, ge=0)  # None: drawn after the event
 
 
 class Quality(Record):

@@ -47,6 +47,10 @@ class StageMessage(Record):
         default_factory=dict, max_length=MAX_ARTIFACTS)
     seconds: dict[Annotated[str, Field(max_length=64)], float] = Field(
         default_factory=dict, max_length=MAX_ARTIFACTS)  # per stage, so far
+    # W3C trace context of the alert (its publisher's, or one made at ingest): every stage's
+    # record carries it on as its `traceparent` header, with a span of its own
+    traceparent: str | None = Field(default=None,
+                                    pattern=r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 
     @property
     def alert_id(self) -> str:

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
 from alertanim.agents.emitter import Position
+from alertanim.agents.processing import Input
 from alertanim.agents.host import ModelHost
 from alertanim.agents.settings import Settings
 from alertanim.agents.topology import parse_stages
@@ -147,7 +148,7 @@ def test_a_send_the_broker_refuses_ends_in_a_record_and_the_next_message_flows(t
     proc, sent = make(tmp_path)
     refused = []
 
-    async def picky(topic, key, value):
+    async def picky(topic, key, value, headers=()):
         if key == "big" and topic != "failed":
             refused.append(topic)
             raise MessageSizeTooLargeError("record too large")
@@ -183,7 +184,7 @@ def test_a_broker_that_is_away_is_waited_for(tmp_path):
     proc, sent = make(tmp_path)
     failures = []
 
-    async def flaky_send(topic, key, value):
+    async def flaky_send(topic, key, value, headers=()):
         if len(failures) < 3:
             failures.append(topic)
             raise KafkaConnectionError("broker away")
@@ -345,11 +346,13 @@ class FakeEmitter:
         self.out, self.transactions, self.asked = out, [], []
         self.records, self.committed_offset, self.offsets_asked = [], committed, []
         self.inputs = []  # the input (topic, partition) of each transaction
+        self.headers = []  # each record's headers, by name
 
     async def emit(self, topic, partition, records, next_offset):
-        self.transactions.append((partition, [t for t, _, _ in records], next_offset))
+        self.transactions.append((partition, [r[0] for r in records], next_offset))
         self.inputs.append((topic, partition))
-        self.records.extend(records)
+        self.records.extend(r[:3] for r in records)
+        self.headers.extend(dict(r[3]) for r in records)
         self.committed_offset = next_offset
 
     async def committed(self, topic, partition):
@@ -389,8 +392,8 @@ def test_a_stored_completion_without_its_marker_is_sent_only_if_not_already_out(
     proc.outbox.emitter = FakeEmitter(out)
     last = graph.NAMES[-1]
     # a worker stopped between storing the completion and marking it sent; the input comes again
-    asyncio.run(proc._leave(last, b"{}", Position(f"alertanim.stage.{last}", 3, 41), Stored(ready),
-                            0.1))
+    at = Position(f"alertanim.stage.{last}", 3, 41)
+    asyncio.run(proc._leave(last, Input(b"{}", at), Stored(ready), 0.1))
     assert proc.outbox.emitter.asked == [(3, "tx1")]
     # already out: its offset commits alone; else the event goes with it
     assert proc.outbox.emitter.transactions == [(3, [] if out else ["ready"], 42)]
@@ -469,8 +472,8 @@ def test_a_retry_after_an_unclear_commit_asks_first(tmp_path, out):
     proc, sent, ready = finished_alert(tmp_path, "tx3")
     proc.outbox.emitter = FlakyEmitter(KafkaTimeoutError(), out=out)
     last = graph.NAMES[-1]
-    asyncio.run(proc._leave(last, b"{}", Position(f"alertanim.stage.{last}", 0, 4), ready,
-                            0.1))
+    at = Position(f"alertanim.stage.{last}", 0, 4)
+    asyncio.run(proc._leave(last, Input(b"{}", at), ready, 0.1))
     assert proc.outbox.emitter.asked == [(0, "tx3")]  # the retry asked before sending again
     assert proc.outbox.emitter.transactions == ([] if out else [(0, ["ready"], 5)])
 
@@ -485,8 +488,8 @@ def test_a_worker_fenced_off_a_partition_it_lost_leaves_the_alert_to_the_new_own
     proc.outbox.owns = lambda topic, partition: False
     before = len(sent)
     last = graph.NAMES[-1]
-    asyncio.run(proc._leave(last, b"{}", Position(f"alertanim.stage.{last}", 2, 8), ready,
-                            0.1))
+    at = Position(f"alertanim.stage.{last}", 2, 8)
+    asyncio.run(proc._leave(last, Input(b"{}", at), ready, 0.1))
     assert proc.outbox.emitter.transactions == [] and len(sent) == before  # no failure record either
     assert not proc.adapter.ledger.emitted("tx4", ready.run)  # the new owner will send it
 
@@ -498,8 +501,8 @@ def test_a_fenced_producer_on_a_partition_still_owned_is_replaced_and_sends(tmp_
     proc, sent, ready = finished_alert(tmp_path, "tx5")
     proc.outbox.emitter = FlakyEmitter(ProducerFenced())
     last = graph.NAMES[-1]
-    asyncio.run(proc._leave(last, b"{}", Position(f"alertanim.stage.{last}", 1, 2), ready,
-                            0.1))
+    at = Position(f"alertanim.stage.{last}", 1, 2)
+    asyncio.run(proc._leave(last, Input(b"{}", at), ready, 0.1))
     assert proc.outbox.emitter.transactions == [(1, ["ready"], 3)]
     assert proc.adapter.ledger.emitted("tx5", ready.run)
 

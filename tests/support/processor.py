@@ -10,8 +10,13 @@ SMALL = {"steps": 2, "candidates": 2, "variants": 2, "frames": 2}
 class Sent(list):
     """The processor's send function: every `(topic, key, value)` it sent, in order."""
 
-    async def __call__(self, topic, key, value):
+    async def __call__(self, topic, key, value, headers=()):
         self.append((topic, key, value))
+        self.headers.append(dict(headers))
+
+    def __init__(self):
+        super().__init__()
+        self.headers = []  # each record's headers, by name
 
 
 def make(tmp_path, method=None, **kw):
