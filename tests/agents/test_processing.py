@@ -13,8 +13,8 @@ from alertanim.agents.host import ModelHost
 from alertanim.agents.settings import Settings
 from alertanim.agents.topology import parse_stages
 from alertanim.pipeline import graph
-from alertanim.schemas import FailureRecord, StageMessage, StoreUnavailable
-from tests.support.processor import at, drive, make
+from alertanim.schemas import FailureRecord, ImageRefs, StageMessage, StoreUnavailable
+from tests.support.processor import FakeEmitter, FlakyEmitter, at, drive, make
 
 def ingest(processor, raw, source="alerts:0:0"):
     asyncio.run(processor.process("ingest", raw, at(source)))
@@ -128,7 +128,7 @@ def test_a_message_naming_another_alerts_objects_is_refused(tmp_path, tiny):
     assert record.reason == "invalid_message" and record.alert_id == "attacker"
     assert "outside this alert's run" in record.message
     traversal = evil.model_copy(update={"run": good.run, "artifacts": {
-        "candidates": {"kind": "images", "keys": [f"runs/attacker/{good.run}/../../victim/x.png"]}}})
+        "candidates": ImageRefs(keys=[f"runs/attacker/{good.run}/../../victim/x.png"])}})
     asyncio.run(proc.process("score", traversal.to_bytes()))
     assert FailureRecord.from_bytes(sent[-1][2]).reason == "invalid_message"
     assert proc.adapter.store.get(victim_key) == before
@@ -336,35 +336,6 @@ def test_a_compiling_worker_warms_up_before_it_counts_as_ready(tmp_path, monkeyp
     assert len(calls) == 1  # no compilation, no warm-up
 
 
-class FakeEmitter:
-    """Records transactions; `out` answers whether an event is already on `ready`."""
-
-    def __init__(self, out: bool, committed: int = -1):
-        from alertanim.pipeline import graph
-
-        self.stage = graph.NAMES[-1]
-        self.out, self.transactions, self.asked = out, [], []
-        self.records, self.committed_offset, self.offsets_asked = [], committed, []
-        self.inputs = []  # the input (topic, partition) of each transaction
-        self.headers = []  # each record's headers, by name
-
-    async def emit(self, topic, partition, records, next_offset):
-        self.transactions.append((partition, [r[0] for r in records], next_offset))
-        self.inputs.append((topic, partition))
-        self.records.extend(r[:3] for r in records)
-        self.headers.extend(dict(r[3]) for r in records)
-        self.committed_offset = next_offset
-
-    async def committed(self, topic, partition):
-        self.offsets_asked.append((topic, partition))
-        return self.committed_offset
-
-    async def already_out(self, partition, alert_id, run, since=None):
-        assert since is not None  # read from when the completion was stored
-        self.asked.append((partition, alert_id))
-        return self.out
-
-
 def drive_cap_alert(proc, sent) -> None:
     """A CAP alert through every stage, each stage's input at offset 7 of partition 1."""
     from tests.support.cap import read
@@ -439,20 +410,6 @@ def test_a_re_published_alert_gets_its_stored_result_with_its_own_offset(tmp_pat
     # the stored result, in one transaction with the re-published record's own offset
     assert proc.outbox.emitter.transactions == [(2, ["ready"], 10)]
     assert proc.outbox.emitter.inputs == [("alerts", 2)]
-
-
-class FlakyEmitter(FakeEmitter):
-    """The first transaction fails with `error` (after it may or may not have committed)."""
-
-    def __init__(self, error, out=False):
-        super().__init__(out)
-        self.error = error
-
-    async def emit(self, topic, partition, records, next_offset):
-        if self.error is not None:
-            error, self.error = self.error, None
-            raise error
-        await super().emit(topic, partition, records, next_offset)
 
 
 def finished_alert(tmp_path, alert_id):

@@ -62,3 +62,46 @@ def drive(proc, sent: Sent, raw: bytes, source: str = "alerts:0:0") -> list:
 def records(out, topic):
     """The `(key, value)` of each record in `out` sent to `topic`."""
     return [(k, v) for t, k, v in out if t == topic]
+
+
+class FakeEmitter:
+    """Records transactions; `out` answers whether an event is already on `ready`."""
+
+    def __init__(self, out: bool, committed: int = -1):
+        from alertanim.pipeline import graph
+
+        self.stage = graph.NAMES[-1]
+        self.out, self.transactions, self.asked = out, [], []
+        self.records, self.committed_offset, self.offsets_asked = [], committed, []
+        self.inputs = []  # the input (topic, partition) of each transaction
+        self.headers = []  # each record's headers, by name
+
+    async def emit(self, topic, partition, records, next_offset):
+        self.transactions.append((partition, [r[0] for r in records], next_offset))
+        self.inputs.append((topic, partition))
+        self.records.extend(r[:3] for r in records)
+        self.headers.extend(dict(r[3]) for r in records)
+        self.committed_offset = next_offset
+
+    async def committed(self, topic, partition):
+        self.offsets_asked.append((topic, partition))
+        return self.committed_offset
+
+    async def already_out(self, partition, alert_id, run, since=None):
+        assert since is not None  # read from when the completion was stored
+        self.asked.append((partition, alert_id))
+        return self.out
+
+
+class FlakyEmitter(FakeEmitter):
+    """The first transaction fails with `error` (after it may or may not have committed)."""
+
+    def __init__(self, error, out=False):
+        super().__init__(out)
+        self.error = error
+
+    async def emit(self, topic, partition, records, next_offset):
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+        await super().emit(topic, partition, records, next_offset)
