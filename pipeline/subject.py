@@ -31,6 +31,7 @@ from functools import lru_cache
 
 from .lexicon import (CAP_CP, EXCLUSIONS, GENERIC, HAZARDS, LANGUAGES, NEUTRAL_SCENE,
                       NEUTRAL_SUBJECT, SAME, SCRIPTS, TERMS)
+from .phrases import phrases_for
 from .stage import Context, Kind, Port, Row, Stage, row_by_row
 from .subject_language import MARKS, decide_language, fits
 
@@ -78,12 +79,16 @@ def primary_subject(text: str, event: str | None = None, *, language: str | None
 
 
 def alt_text(text: str, subject: Subject, limit: int = 1_000) -> str:
-    """What a screen reader says for the animation: what it shows, then the alert's own words
-    (the animation never replaces them)."""
-    shows = (f"Animated illustration of {subject.word}" if subject.hazard else
-             "Animated illustration")
-    words = _clip(_normalise(text), max(0, limit - len(shows) - 14))
-    return f"{shows}. The alert: {words}" if words else shows
+    """What a screen reader says for the animation, in the alert's language: what it shows,
+    then the alert's own words (the animation never replaces them), at most `limit` characters.
+    The sentences are `phrases/<language>.yaml` (`phrases.py`); a language without them is
+    described in English."""
+    words = _normalise(text) if isinstance(text, str) else ""
+    phrases = phrases_for(subject.language, words)
+    shows = phrases.describe(subject.hazard)
+    # one character to spare, as the alt text always had
+    words = _clip(words, max(0, limit - phrases.frame(shows) - 1))
+    return phrases.with_words(shows, words)
 
 
 # --- text ------------------------------------------------------------------------------------
@@ -115,6 +120,75 @@ def _clip(text: str, limit: int) -> str:
 def _join(own: str, scene: str) -> str:
     own = _clip(own, MAX_PROMPT - len(scene) - 2) if re.search("[A-Za-z]", own) else ""
     return f"{own}, {scene}" if own else scene
+
+
+def fit_prompt(prompt: str, tokenizer) -> str:
+    """The prompt as a text encoder reads it, within its tokenizer's `model_max_length` tokens
+    (CLIP's 77, special tokens included), so that nothing is cut off: the hazard's scene first,
+    whole (cut at a word only when it alone is too long), then as much of the alert's own words
+    as fits, cut at a word. A prompt without a scene (an English alert that names its hazard)
+    keeps as many of its words as fit. Left as the subject stage made it, an English prompt
+    carries its scene last, which is exactly what the encoder would cut."""
+    limit = getattr(tokenizer, "model_max_length", None)
+    if not isinstance(limit, int) or limit >= 1_000_000:  # no limit configured
+        return prompt
+    budget = limit - tokenizer.num_special_tokens_to_add(pair=False)
+
+    def fits(text: str) -> bool:
+        return len(tokenizer.tokenize(text)) <= budget
+
+    scene, own = _scene_and_words(prompt)
+    if not scene or not fits(scene):
+        return _longest_start(scene or prompt, fits)
+    if not own:
+        return scene
+    words = own.split(" ")
+    k = _most(len(words), lambda k: fits(_with_scene(scene, words[:k])))
+    return _with_scene(scene, words[:k])
+
+
+_SCENES = sorted({NEUTRAL_SCENE, *(h.scene for h in HAZARDS)}, key=len, reverse=True)
+
+
+def _scene_and_words(prompt: str) -> tuple[str, str]:
+    """The scene a prompt carries ("" for none) and the alert's own words in it ("" for none),
+    as `primary_subject` joined them."""
+    for scene in _SCENES:
+        if prompt == scene:
+            return scene, ""
+        if prompt.endswith(f", {scene}"):
+            return scene, prompt[:-len(scene) - 2]
+    return "", prompt
+
+
+def _with_scene(scene: str, words: list[str]) -> str:
+    own = " ".join(words).rstrip(" ,;:-")
+    return f"{scene}, {own}" if own else scene
+
+
+def _longest_start(text: str, fits) -> str:
+    """The longest start of `text` that fits, cut at a word; at a character if its first word
+    alone does not fit."""
+    if fits(text):
+        return text
+    words = text.split(" ")
+    k = _most(len(words), lambda k: fits(" ".join(words[:k]).rstrip(" ,;:-")))
+    if k:
+        return " ".join(words[:k]).rstrip(" ,;:-")
+    return text[:_most(len(text), lambda n: fits(text[:n]))]
+
+
+def _most(n: int, fits) -> int:
+    """The largest k in 0..n for which fits(k), fits being true up to some k and false after
+    (0 when only fits(0)); a binary search, as each try tokenizes."""
+    lo, hi = 0, n
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if fits(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 # --- search order ----------------------------------------------------------------------------
