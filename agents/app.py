@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import faust
 from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
@@ -144,6 +145,27 @@ def create_app(settings: Settings, adapter: Adapter | None = None) -> faust.App:
                 await app.crash(exc)
                 return
             log.info("models loaded: %s", settings.models)
+
+    if settings.library_idle_s > 0 and host.needed and set(
+            graph.components(graph.NAMES[1:])) <= set(host.parts):
+        @app.task
+        async def build_library_when_idle() -> None:
+            """A worker that can render the whole graph fills the scene library's gaps, one
+            entry at a time, whenever no stage message has come in for LIBRARY_IDLE_S."""
+            loop = asyncio.get_running_loop()
+            while True:
+                await asyncio.sleep(settings.library_idle_s)
+                if not host.ready or (time.monotonic() - processor.last_input
+                                      < settings.library_idle_s):
+                    continue
+                try:
+                    missing = await loop.run_in_executor(threads.cpu, adapter.library.missing)
+                    if not missing:
+                        return
+                    await loop.run_in_executor(threads.gpu, adapter.library.build,
+                                               host.models(), missing[:1])
+                except Exception as exc:  # noqa: BLE001 - the library can wait; alerts cannot
+                    log.warning("could not build a library entry: %r", exc)
 
     def ready_now() -> tuple[bool, str]:
         if not host.ready:

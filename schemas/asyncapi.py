@@ -23,6 +23,7 @@ from pydantic.json_schema import models_json_schema
 from .alert import Alert
 from .errors import REASONS
 from .failed import FailureRecord
+from .instant import InstantAnimation
 from .ready import AnimationReady
 from .stage import StageMessage
 
@@ -39,6 +40,7 @@ TOPICS: dict[str, str] = {
     "ready": "ready",
     "failed": "failed",
     "cap": "cap",
+    "instant": "instant",
     **{f"stage.{s}": f"alertanim.stage.{s}" for s in STAGE_NAMES},
 }
 
@@ -47,6 +49,36 @@ CAP_DOCS = {
     "url": "https://docs.oasis-open.org/emergency/cap/v1.2/CAP-v1.2-os.html",
 }
 KAFKA_BINDING = "0.5.0"
+# CloudEvents 1.0 types of the events (agents/events.py sends them; a test holds the two equal)
+EVENT_TYPES = {"ready": "org.alertanim.animation.ready.v2",
+               "instant": "org.alertanim.animation.instant.v1",
+               "failed": "org.alertanim.alert.failed.v2"}
+TRACEPARENT = {"type": "string", "pattern": "^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$",
+               "description": "W3C trace context: the alert's trace (its publisher's "
+                              "`traceparent` header, or one started at ingest), a span per hop."}
+
+
+def _event_headers(kind: str) -> dict:
+    """CloudEvents 1.0 Kafka protocol binding, binary content mode, and the trace context."""
+    return {
+        "type": "object",
+        "description": "CloudEvents 1.0 attributes in Kafka binary content mode "
+                       "(https://github.com/cloudevents/spec/blob/v1.0.2/cloudevents/bindings/"
+                       "kafka-protocol-binding.md): the record's value is the event's data.",
+        "properties": {
+            "ce_specversion": {"const": "1.0"},
+            "ce_id": {"type": "string", "description": "Unique per event; a redelivered "
+                                                       "event keeps its id."},
+            "ce_source": {"type": "string", "description": "`/alertanim/<ALERTANIM_APP_ID>`"},
+            "ce_type": {"const": EVENT_TYPES[kind]},
+            "ce_subject": {"type": "string", "description": "The alert's id."},
+            "ce_time": {"type": "string", "format": "date-time"},
+            "content-type": {"const": "application/json"},
+            "traceparent": TRACEPARENT,
+        },
+        "required": ["ce_specversion", "ce_id", "ce_source", "ce_type", "content-type",
+                     "traceparent"],
+    }
 
 
 def document(topics: Mapping[str, str] | None = None) -> dict:
@@ -93,17 +125,21 @@ def document(topics: Mapping[str, str] | None = None) -> dict:
             content_type="application/xml"),
         "AnimationReady": _message(
             "AnimationReady", schemas, "An alert's animation is stored and can be fetched.",
-            _key("The alert's id (`alert_id`).", alert_id)),
+            _key("The alert's id (`alert_id`).", alert_id), headers=_event_headers("ready")),
+        "InstantAnimation": _message(
+            "InstantAnimation", schemas, "An alert's first picture, from the scene library.",
+            _key("The alert's id (`alert_id`).", alert_id), headers=_event_headers("instant")),
         "FailureRecord": _message(
             "FailureRecord", schemas, "An input that will not become an animation, and why.",
             _key("The alert's id when one could be read from the input, else null.",
-                 {"type": ["string", "null"]})),
+                 {"type": ["string", "null"]}), headers=_event_headers("failed")),
         "CapUpdateXml": _message(
             "CapUpdateXml", schemas, "The animation, as a CAP 1.2 Update of the alert.",
             _key("The alert's id.", alert_id), content_type="application/xml"),
         "StageMessage": _message(
             "StageMessage", schemas, "What the next stage needs, by reference.",
-            _key("The alert's id (`alert.id`).", alert_id)),
+            _key("The alert's id (`alert.id`).", alert_id),
+            headers={"type": "object", "properties": {"traceparent": TRACEPARENT}}),
     }
     reasons = "\n".join(f"- `{code}`: {text}" for code, text in REASONS.items())
     channels = {
@@ -124,6 +160,15 @@ def document(topics: Mapping[str, str] | None = None) -> dict:
                            "broker keeps the payload's length, SHA-256 and beginning "
                            "(`payload_truncated`), and names where the whole payload is stored "
                            "(`payload_key`)."),
+        "instant": _channel(topics["instant"], "Instant animations", ["InstantAnimation"],
+                            "At most one record per alert, within about a second of its "
+                            "arrival: the scene library's animation of the alert's hazard "
+                            "(rendered ahead of time by the deployment's own models and "
+                            "method), as soon as the subject stage knows the hazard and the "
+                            "library has it. The animation generated for the alert itself "
+                            f"follows on `{topics['ready']}`; pick what your channel wants. "
+                            "Written in the same Kafka transaction as the alert's hand-over to "
+                            "its next stage: read with `isolation.level=read_committed`."),
         "cap": _channel(topics["cap"], "CAP updates", ["CapUpdateXml"],
                         "For systems that speak CAP: each alert that came in as CAP and was "
                         "made into an animation is answered with one CAP 1.2 Update, beside "
@@ -139,6 +184,8 @@ def document(topics: Mapping[str, str] | None = None) -> dict:
         "receive.alerts": _operation("receive", "alerts", channels,
                                      "Read alerts to animate."),
         "send.ready": _operation("send", "ready", channels, "Announce a finished animation."),
+        "send.instant": _operation("send", "instant", channels,
+                                   "Announce an alert's instant animation from the library."),
         "send.failed": _operation("send", "failed", channels,
                                   "Report an input that will not become an animation."),
         "send.cap": _operation("send", "cap", channels,
@@ -169,7 +216,8 @@ def document(topics: Mapping[str, str] | None = None) -> dict:
 def _model_schemas() -> dict[str, Any]:
     """The records' JSON Schemas, one entry per model, referring to each other in components."""
     _, top = models_json_schema(
-        [(m, "validation") for m in (Alert, AnimationReady, FailureRecord, StageMessage)],
+        [(m, "validation") for m in (Alert, AnimationReady, InstantAnimation, FailureRecord,
+                                     StageMessage)],
         ref_template="#/components/schemas/{model}")
     return {name: _asyncapi_schema(s) for name, s in top["$defs"].items()}
 
@@ -192,13 +240,16 @@ def _key(description: str, schema: dict) -> dict:
 
 
 def _message(name: str, schemas: dict, summary: str, bindings: dict,
-             content_type: str = "application/json") -> dict:
+             content_type: str = "application/json", headers: dict | None = None) -> dict:
     schema = schemas[name]
     title = schema["title"]
     if "schema_version" in schema.get("properties", {}):
         title = f"{name} v{schema['properties']['schema_version']['const']}"
-    return {"name": name, "title": title, "summary": summary, "contentType": content_type,
-            "payload": {"$ref": f"#/components/schemas/{name}"}, "bindings": bindings}
+    message = {"name": name, "title": title, "summary": summary, "contentType": content_type,
+               "payload": {"$ref": f"#/components/schemas/{name}"}, "bindings": bindings}
+    if headers is not None:
+        message["headers"] = headers
+    return message
 
 
 def _channel(address: str, title: str, messages: list[str], description: str) -> dict:
@@ -222,6 +273,14 @@ def _description(topics: Mapping[str, str]) -> str:
         "Kafka transaction with the input's offset. Read both with "
         "`isolation.level=read_committed`: a worker killed mid-transaction leaves an aborted "
         "record that only a read-uncommitted consumer sees.\n"
+        f"- **Instant, then generated.** An alert whose hazard the scene library holds gets an "
+        f"`InstantAnimation` on `{topics['instant']}` within about a second, before its "
+        f"`AnimationReady` on `{topics['ready']}`; both are read committed, each at most once "
+        "per alert.\n"
+        "- **CloudEvents and tracing.** `ready`, `instant` and `failed` records carry "
+        "CloudEvents 1.0 attributes in Kafka binary mode (`ce_*` headers, `content-type`), and "
+        "every record carries the alert's W3C `traceparent` (the publisher's header, or one "
+        "started at ingest).\n"
         "- **Idempotency.** A re-published alert sends its stored result again (with fresh "
         "URLs), and an alert whose internal hand-over was repeated by a killed worker and "
         "then failed can fail twice. Key what you do on `alert_id`.\n"

@@ -13,8 +13,9 @@ from referencing import Registry, Resource
 from referencing.exceptions import NoSuchResource
 from referencing.jsonschema import DRAFT7
 
-from alertanim.schemas import (Alert, AnimationReady, EventCode, FailureRecord, ImageRefs, Quality,
-                     Rendition, StageMessage, Value)
+from alertanim.schemas import (Alert, AnimationReady, EventCode, FailureRecord, ImageRefs,
+                               InstantAnimation, Quality,
+                               Rendition, StageMessage, Value)
 from alertanim.schemas import asyncapi
 from alertanim.schemas.asyncapi import COMMAND, document, render
 
@@ -108,7 +109,7 @@ def test_operations_are_the_services_view(doc):
                for op in doc["operations"].values()}
     stages = {(f"stage.{s}", a) for s in asyncapi.STAGE_NAMES for a in ("send", "receive")}
     assert actions == {("alerts", "receive"), ("ready", "send"), ("failed", "send"),
-                       ("cap", "send"), *stages}
+                       ("cap", "send"), ("instant", "send"), *stages}
     for op in doc["operations"].values():
         channel = op["channel"]["$ref"]
         assert all(m["$ref"].startswith(channel + "/messages/") for m in op["messages"])
@@ -152,6 +153,15 @@ def _ready() -> AnimationReady:
                           latency_seconds=3.7, model_ids={"sd": "tiny"}, pipeline_version="0.1.0")
 
 
+def _instant() -> InstantAnimation:
+    ready = _ready()
+    return InstantAnimation(alert_id="a-1", entry="fire", library_run="5f1c0e9a2b7d",
+                            run="5f1c0e9a2b7d", renditions=ready.renditions, subject="fire",
+                            hazard="fire", language="en",
+                            alt_text="Animated illustration of fire. The alert: Fire",
+                            sent_at=1764115200.0, latency_seconds=0.2)
+
+
 def _failed() -> FailureRecord:
     return FailureRecord(alert_id=None, stage="ingest", reason="not_json",
                          error_class="InvalidAlert", message="message is not JSON", attempts=1,
@@ -178,6 +188,8 @@ INSTANCES = {
     "CapAlertXml": lambda: [CAP_XML],
     "AnimationReady": lambda: [json.loads(_ready().to_bytes()), _ready().model_dump(mode="json")],
     "FailureRecord": lambda: [json.loads(_failed().to_bytes()), _failed().model_dump(mode="json")],
+    "InstantAnimation": lambda: [json.loads(_instant().to_bytes()),
+                                 _instant().model_dump(mode="json")],
     "CapUpdateXml": lambda: [CAP_XML],
     "StageMessage": lambda: [json.loads(_stage().to_bytes()), _stage().model_dump(mode="json")],
 }
@@ -188,6 +200,7 @@ REFUSED = {
                                                            "schema_version": 2}],
     "AnimationReady": [{**_ready().model_dump(mode="json"), "renditions": []}],
     "FailureRecord": [{**_failed().model_dump(mode="json"), "payload_encoding": "hex"}],
+    "InstantAnimation": [{**_instant().model_dump(mode="json"), "entry": "Not An Entry"}],
     "StageMessage": [{**_stage().model_dump(mode="json"), "run": "not-a-run"},
                      {**_stage().model_dump(mode="json"),
                       "artifacts": {"x": {"kind": "blob", "keys": ["k"]}}}],
@@ -227,3 +240,16 @@ def test_every_message_is_keyed_and_typed(doc):
         assert message["contentType"] in ("application/json", "application/xml"), name
     cap = doc["components"]["schemas"]["CapUpdateXml"]
     assert cap["type"] == "string" and "oasis" in cap["externalDocs"]["url"]
+
+
+def test_the_event_headers_in_the_document_are_what_the_workers_send(doc):
+    from alertanim.agents.events import TYPES, event_headers
+
+    assert asyncapi.EVENT_TYPES == TYPES
+    for kind, message in (("ready", "AnimationReady"), ("instant", "InstantAnimation"),
+                          ("failed", "FailureRecord")):
+        schema = doc["components"]["messages"][message]["headers"]
+        sent = {name: value.decode() for name, value in
+                event_headers(kind, "a-1.x", "a-1", "/alertanim/test", None, 1764115200.0)}
+        assert set(schema["required"]) <= set(sent) <= set(schema["properties"])
+        assert Draft7Validator(schema).is_valid(sent)
