@@ -184,7 +184,7 @@ def create_app(settings: Settings, adapter: Adapter | None = None) -> faust.App:
 
     add_routes(app, settings=settings, stages=stages, board=board, ledger=adapter.ledger,
                store=adapter.store, metrics=metrics, page_threads=threads.page,
-               ready_now=ready_now)
+               library=adapter.library, ready_now=ready_now)
     return app
 
 

@@ -275,7 +275,10 @@ def _s(value: float | None, digits: int = 2) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
-def render_status(board: Board, refresh_s: int = 5, worker: str = "") -> str:
+def render_status(board: Board, refresh_s: int = 5, worker: str = "", library=None) -> str:
+    """The page. `library`: the scene library's entries with what is stored for each
+    ((Entry, LibraryEntry | None) pairs), shown so an operator sees every picture the public
+    may get; None leaves the section out."""
     rows = board.recent()
     counts = {k: sum(1 for r in rows if r.state == k) for k in ("ready", "failed")}
     flight = len(rows) - counts["ready"] - counts["failed"]
@@ -328,5 +331,24 @@ def render_status(board: Board, refresh_s: int = 5, worker: str = "") -> str:
                      f'<td class="num">{lag}</td></tr>')
     if not board.lag:
         parts.append('<tr><td colspan="2" class="muted">not read yet</td></tr>')
-    parts.append("</table></body></html>")
+    parts.append("</table>")
+    if library is not None:
+        stored = sum(1 for _, e in library if e is not None)
+        parts.append(f'<h2>Scene library ({stored} of {len(library)} entries)</h2>'
+                     '<p class="muted">What an alert\'s instant event shows, by hazard.</p>'
+                     '<table id="library"><tr><th>animation</th><th>entry</th><th>scene</th>'
+                     "<th>report</th></tr>")
+        for entry, found in library:
+            name = quote(entry.name, safe="")
+            thumb = (f'<img class="thumb" src="/library/{name}/animation.gif" '
+                     f'alt="{_e(entry.subject.word)}">' if found is not None else
+                     '<span class="muted">not built</span>')
+            report = (f'<a class="report" href="/library/{name}/report.html">report</a>'
+                      if found is not None and found.report_key else "")
+            parts.append(f'<tr class="entry" data-entry="{_e(entry.name)}" '
+                         f'data-stored="{str(found is not None).lower()}"><td>{thumb}</td>'
+                         f"<td>{_e(entry.name)}</td><td>{_e(entry.subject.prompt)}</td>"
+                         f"<td>{report}</td></tr>")
+        parts.append("</table>")
+    parts.append("</body></html>")
     return "\n".join(parts)

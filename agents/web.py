@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+from alertanim.pipeline.library import entries
 from alertanim.schemas.errors import ArtifactMissing
 
 from .status import Board, render_status
@@ -17,7 +18,8 @@ REPORT_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
 
 def add_routes(app, *, settings, stages: tuple[str, ...], board: Board, ledger, store, metrics,
-               page_threads, ready_now: Callable[[], tuple[bool, str]]) -> None:
+               page_threads, library, ready_now: Callable[[], tuple[bool, str]]) -> None:
+    known = {e.name for e in entries()}
     async def stored(key: str, content_type: str, web):
         try:
             data = await asyncio.get_running_loop().run_in_executor(page_threads, store.get, key)
@@ -35,7 +37,13 @@ def add_routes(app, *, settings, stages: tuple[str, ...], board: Board, ledger, 
 
     @app.page("/")
     async def status_page(web, request):
-        return web.html(render_status(board, worker=f"{settings.app_id} · {', '.join(stages)}"),
+        try:
+            shelf = await asyncio.get_running_loop().run_in_executor(page_threads,
+                                                                     library.listing)
+        except Exception:  # noqa: BLE001 - the store is away: the page goes on without it
+            shelf = None
+        return web.html(render_status(board, worker=f"{settings.app_id} · {', '.join(stages)}",
+                                      library=shelf),
                         headers={"Content-Security-Policy": PAGE_CSP,
                                  "X-Content-Type-Options": "nosniff",
                                  "Cache-Control": "no-store"})
@@ -58,6 +66,19 @@ def add_routes(app, *, settings, stages: tuple[str, ...], board: Board, ledger, 
         if row is None or not row.report:
             return web.text("no such report", status=404)
         return await stored(ledger.report_key(alert_id, row.run), "text/html", web)
+
+    @app.page("/library/{entry}/animation.gif")
+    async def library_thumbnail(web, request, entry):
+        if entry not in known:  # only entries the library can hold; keys from the ledger
+            return web.text("no such entry", status=404)
+        return await stored(ledger.library_rendition_key(library.run, entry, "image/gif"),
+                            "image/gif", web)
+
+    @app.page("/library/{entry}/report.html")
+    async def library_report(web, request, entry):
+        if entry not in known:
+            return web.text("no such entry", status=404)
+        return await stored(ledger.library_report_key(library.run, entry), "text/html", web)
 
     @app.page("/healthz")
     async def healthz(web, request):

@@ -36,7 +36,7 @@ def board(**kw) -> Board:
     return Board(S, **kw)
 
 
-def test_an_alert_moves_forward_through_its_stages_to_ready():
+def test_an_alert_only_moves_forward_through_its_stages_to_ready():
     b = board()
     b.observe(S.stage_topic("generate"), stage_msg("a", "generate", subject="fire"), 1)
     b.observe(S.stage_topic("subject"), stage_msg("a", "subject"), 2)  # read late: no step back
@@ -92,3 +92,25 @@ def test_the_page_escapes_what_alerts_say_and_fetches_nothing_from_outside():
     assert 'src="/alerts/ok/animation.gif"' in page
     assert "http://" not in page.replace("http://evil/x", "")
     assert '<meta http-equiv="refresh"' in page and 'data-ready="1"' in page
+
+
+def test_the_page_shows_the_scene_library_with_each_entrys_thumbnail_and_report(tmp_path):
+    from alertanim.pipeline.library import entries
+    from alertanim.schemas import LibraryEntry, Rendition
+
+    gif = Rendition(media_type="image/gif", s3_uri="s3://b/k", url="u", url_expires_at=1.0,
+                    bytes=10, width=8, height=8, frame_count=2, duration_ms=100)
+    every = entries()
+    fire = next(e for e in every if e.name == "fire")
+    stored = LibraryEntry(entry="fire", run="0123456789ab", hazard="fire", subject="fire",
+                          prompt=fire.subject.prompt, renditions=[gif], alt_text="x",
+                          report_key="library/0123456789ab/fire/report.html", clip_score=1.0,
+                          built_at=1.0)
+    shelf = [(e, stored if e.name == "fire" else None) for e in every]
+    page = render_status(Board(Settings(store="local", local_dir=str(tmp_path))),
+                         library=shelf)
+    assert f"Scene library (1 of {len(every)} entries)" in page
+    assert 'src="/library/fire/animation.gif"' in page
+    assert 'href="/library/fire/report.html"' in page
+    assert page.count('data-stored="false"') == len(every) - 1
+    assert 'href="/library/flood/report.html"' not in page  # not built: no link
