@@ -5,11 +5,16 @@ best image.
 The GIF and the MP4 have to ride along an MMS (300 KB is what every carrier takes), so each walks
 down a ladder of cheaper settings until its bytes fit the budget: the GIF fewer colours, smaller
 frames, fewer in-betweens; the MP4 a higher CRF, then smaller frames.
+
+Before anything is encoded, the loop is measured for flashes against WCAG 2.3.1
+(`pipeline.flash`); a loop that would flash is made safe first (`flash_safe`): slower, then with
+fewer key frames, at worst a still. An unsafe loop is never delivered.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import os
 import tempfile
 from collections.abc import Callable, Sequence
@@ -22,6 +27,7 @@ import numpy as np
 from av.video.reformatter import Colorspace
 from PIL import Image
 
+from . import flash
 from .composite import static_change
 from .config import MMS_BYTES, MethodConfig
 from .stage import Context, Kind, Port, Row, Stage, row_by_row
@@ -347,16 +353,115 @@ def motion(frames: Sequence[Image.Image], mask: Image.Image, inbetween: int, loo
                   static=static_change(frames, inside, loop))
 
 
+@dataclass(frozen=True)
+class FlashSafety:
+    """The delivered loop's flash figures (`pipeline.flash`, WCAG 2.3.1), and what was done to
+    the loop the settings built when it would have flashed."""
+
+    flashes_per_second: float  # as delivered: the worse of general and red flashes
+    red_flashes_per_second: float
+    flash_safe: bool  # always true: an unsafe loop is never delivered
+    remedy: str  # "none", "slower", "fewer key frames" or "still" (see `flash_safe`)
+    built_flashes_per_second: float  # the loop as the settings built it
+
+
+# A flash is two opposing transitions, and a transition is at least one key step long (a
+# crossfade's peaks and valleys are its key frames): with key frames 1000/6 ms apart or more no
+# second holds seven transitions, i.e. more than three flashes. The first pace tried, 200 ms,
+# leaves a transition's margin (at most 2.5 flashes a second); the slowest is last.
+SAFE_KEY_MS = (200, 250, 500, 1000)
+MAX_INBETWEEN = 16  # MethodConfig's bound on in-betweens
+GIF_TICK_MS = 10  # a GIF stores its delays in hundredths of a second, Pillow rounding down
+
+
+def shown_ms(frame_ms: int) -> int:
+    """How long a frame of `frame_ms` is shown in the GIF: the fastest of the renditions (the
+    WebP and the MP4 keep the milliseconds; lower rungs of the GIF's ladder hold key frames
+    longer)."""
+    return max(GIF_TICK_MS, frame_ms - frame_ms % GIF_TICK_MS)
+
+
+def _measure(small: Sequence[Image.Image], inbetween: int, frame_ms: int, loop: bool
+             ) -> flash.Flash:
+    """The flashes of the crossfade of `small` (working-size key frames: box averaging commutes
+    with the blend), each frame shown as long as the GIF shows it. A lower rung of the GIF's
+    ladder shows the same key frames at the same moments, or later, with fewer blends between
+    them (`frame_durations`): the same peaks and valleys, no faster. So this is every
+    rendition's figure, or a bound on it."""
+    clip = crossfade(small, inbetween, loop)
+    return flash.measure(clip, [shown_ms(frame_ms)] * len(clip))
+
+
+def slower(config: MethodConfig, key_ms: int) -> MethodConfig:
+    """`config` with key frames at least `key_ms` apart as the GIF shows them: more in-betweens
+    at the same frame rate first (the change spread over more, smaller steps), longer frames
+    (whole GIF ticks) once MAX_INBETWEEN is not enough."""
+    c = config
+    inbetween = max(c.inbetween, min(MAX_INBETWEEN, math.ceil(key_ms / shown_ms(c.frame_ms)) - 1))
+    frame_ms = c.frame_ms
+    if (inbetween + 1) * shown_ms(frame_ms) < key_ms:
+        frame_ms = GIF_TICK_MS * math.ceil(key_ms / (inbetween + 1) / GIF_TICK_MS)
+    return c.model_copy(update={"inbetween": inbetween, "frame_ms": frame_ms})
+
+
+def flash_safe(frames: Sequence[Image.Image], config: MethodConfig
+               ) -> tuple[list[Image.Image], MethodConfig, FlashSafety]:
+    """The key frames and settings to encode so that the loop is flash-safe (WCAG 2.3.1), with
+    its figures. An unsafe loop is never delivered; it is made safe in the order that costs the
+    viewer least:
+
+    1. slower: the key frames further apart (SAFE_KEY_MS, re-measured at each), every one kept.
+       The path's frames are what the alert shows; a calmer pace only spreads each change over
+       more time, which is what the criterion asks for;
+    2. fewer key frames, as a last resort: at the first of those paces, the key frame whose
+       removal lowers the flash rate most leaves the path (never the first, the best image),
+       re-measured, until the loop is safe;
+    3. a still: the best image alone, which cannot flash.
+    """
+    keys = list(frames)
+    small = [flash.working_frame(f) for f in keys]
+    c = config
+    built = _measure(small, c.inbetween, c.frame_ms, c.loop)
+
+    def outcome(keys, c, figures, remedy):
+        return keys, c, FlashSafety(figures.flashes_per_second, figures.red_flashes_per_second,
+                                    figures.flash_safe, remedy, built.flashes_per_second)
+
+    if built.flash_safe:
+        return outcome(keys, c, built, "none")
+    key_ms = (c.inbetween + 1) * shown_ms(c.frame_ms)
+    paces = [slower(c, ms) for ms in SAFE_KEY_MS if ms > key_ms]
+    for paced in paces:
+        figures = _measure(small, paced.inbetween, paced.frame_ms, paced.loop)
+        if figures.flash_safe:
+            return outcome(keys, paced, figures, "slower")
+    paced = paces[0] if paces else c
+    kept = list(range(len(keys)))
+    while len(kept) > 2:
+        trials = [(i, _measure([small[j] for j in kept if j != i], paced.inbetween,
+                               paced.frame_ms, paced.loop)) for i in kept[1:]]
+        drop, figures = min(trials, key=lambda t: t[1].flashes_per_second)
+        kept.remove(drop)
+        if figures.flash_safe:
+            return outcome([keys[j] for j in kept], paced, figures, "fewer key frames")
+    return outcome(keys[:1], c, flash.STILL, "still")
+
+
 @row_by_row
 def _run(ctx: Context, row: Row) -> dict:
-    c, frames = ctx.config, row["frames"]
+    # Measured before anything is encoded: every rendition shows the loop whose flashes are
+    # measured here, so an unsafe loop is made safe once, for all of them (see `flash_safe`).
+    frames, c, safety = flash_safe(row["frames"], ctx.config)
     animations = encode_renditions(frames, c)
     # the GIF's ladder may have dropped in-betweens to fit its budget: count what it shows
     shown = inbetween_shown(animations[0].frame_count, len(frames), c.loop)
-    return {"animations": animations, "motion": motion(frames, row["mask"], shown, c.loop)}
+    return {"animations": animations, "motion": motion(frames, row["mask"], shown, c.loop),
+            "flash": safety}
 
 
 STAGE = Stage("animate", _run, inputs=("frames", "mask"),
-              outputs=(Port("animations", Kind.ANIMATIONS), Port("motion", Kind.VALUE, Motion)),
-              doc="linear crossfade between the key frames; GIF and MP4 within their budgets, "
-                  "WebP, JPEG poster; how much it moves")
+              outputs=(Port("animations", Kind.ANIMATIONS), Port("motion", Kind.VALUE, Motion),
+                       Port("flash", Kind.VALUE, FlashSafety)),
+              doc="linear crossfade between the key frames, made flash-safe (WCAG 2.3.1); GIF "
+                  "and MP4 within their budgets, WebP, JPEG poster; how much it moves and "
+                  "flashes")

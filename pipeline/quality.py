@@ -1,10 +1,10 @@
 """How good one alert's result is, in figures a deployment can watch.
 
 Each stage measures what it alone can see (the key frames' CLIPScores in `select`, the path's
-steps, the motion in `animate`, the mask's coverage); `assess` gathers them from a run's values,
-by port name, for the run summary and the completion event alike. With random weights the values
-mean little; with the real checkpoints a falling key-frame CLIPScore, a large step or a moving
-background is what to look at.
+steps, the motion and the flashes in `animate`, the mask's coverage); `assess` gathers them from
+a run's values, by port name, for the run summary and the completion event alike. With random
+weights the values mean little; with the real checkpoints a falling key-frame CLIPScore, a large
+step or a moving background is what to look at.
 """
 
 from __future__ import annotations
@@ -27,6 +27,10 @@ class Assessment:
     static_change: float  # ... outside the mask (0 when the static parts are kept)
     mask_coverage: float  # share of the image repainted (subject ∪ random)
     subject_coverage: float  # share of the image CLIPSeg found the subject in
+    # WCAG 2.3.1 flashes per second of the loop as delivered (pipeline/flash.py), the worse of
+    # general and red; None for a run whose animate stage did not measure them
+    flashes_per_second: float | None
+    flash_safe: bool | None  # True whenever measured: an unsafe loop is made safe first
 
     def as_dict(self, digits: int = 4) -> dict[str, Any]:
         return {k: round(v, digits) if isinstance(v, float) else v
@@ -35,9 +39,10 @@ class Assessment:
 
 def assess(values: Mapping[str, Any]) -> Assessment:
     """The figures from a finished run's values (subject, scores, frame_scores, path, motion,
-    mask_coverage)."""
+    mask_coverage, and flash when the run has it)."""
     frames = values["frame_scores"].values
     path, motion, coverage = values["path"], values["motion"], values["mask_coverage"]
+    flash = values.get("flash")
     return Assessment(
         hazard_found=values["subject"].hazard is not None,
         clip_score=values["scores"].best,
@@ -50,4 +55,6 @@ def assess(values: Mapping[str, Any]) -> Assessment:
         static_change=motion.static,
         mask_coverage=coverage.combined,
         subject_coverage=coverage.subject,
+        flashes_per_second=flash.flashes_per_second if flash is not None else None,
+        flash_safe=flash.flash_safe if flash is not None else None,
     )

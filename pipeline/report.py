@@ -155,6 +155,28 @@ def _budget(media_type: str, config: MethodConfig) -> int | None:
     return {"image/gif": config.gif_max_bytes, "video/mp4": config.mp4_max_bytes}.get(media_type)
 
 
+_REMEDIES = {"none": "none needed", "slower": "slowed down (key frames further apart)",
+             "fewer key frames": "key frames dropped from the path",
+             "still": "held still (the best image)"}
+
+
+def _flash_table(flash) -> str:
+    """WCAG 2.3.1 as measured on the loop (pipeline.flash): as built, what was done, as
+    delivered. Empty for a run that did not measure it."""
+    if flash is None:
+        return ""
+    rows = [("flashes per second, as built", f"{flash.built_flashes_per_second:g}"),
+            ("made flash-safe", _REMEDIES.get(flash.remedy, flash.remedy)),
+            ("flashes per second, as delivered", f"{flash.flashes_per_second:g}"),
+            ("red flashes per second, as delivered", f"{flash.red_flashes_per_second:g}"),
+            ("three flashes or below threshold (WCAG 2.3.1)",
+             "pass" if flash.flash_safe else "FAIL")]
+    data = _attrs(data_flash_safe=str(flash.flash_safe).lower(),
+                  data_flashes_per_second=f"{flash.flashes_per_second:g}",
+                  data_remedy=flash.remedy)
+    return f'<h3>Flashes</h3><div id="flash"{data}>{_table(rows, cls="flash")}</div>'
+
+
 def render_report(run: AlertRun, config: MethodConfig) -> str:
     """The HTML page for one finished run (`config` is the one it ran with)."""
     subject, scores, path = run.subject, run.scores, run.path
@@ -241,6 +263,7 @@ def render_report(run: AlertRun, config: MethodConfig) -> str:
                  f'<img class="plot" id="seconds-chart" alt="seconds per stage" '
                  f'src="{_plot(_seconds_chart(run.seconds))}"></section>')
     parts.append('<section id="quality"><h2>Quality</h2>'
-                 + _table(run.quality.as_dict().items(), cls="quality") + "</section>")
+                 + _table(run.quality.as_dict().items(), cls="quality")
+                 + _flash_table(run.values.get("flash")) + "</section>")
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -57,6 +57,11 @@ class Quality(Record):
     static_change: float  # ... per key frame, outside the mask (0 when composited)
     mask_coverage: float  # share of the image repainted
     subject_coverage: float  # share of the image that is the subject
+    # WCAG 2.3.1 (three flashes or below threshold), the animation as delivered: the most
+    # flashes in any one second over more than a quarter of a 10° field, general or red
+    # (above 3 fails), and whether it passes; optional, so v2 events without them still read
+    flashes_per_second: float | None = Field(default=None, ge=0)
+    flash_safe: bool | None = None
 
 
 class AnimationReady(Record):
