@@ -15,6 +15,7 @@ from typing import Any
 from alertanim.pipeline import __version__ as PIPELINE_VERSION
 from alertanim.pipeline import graph
 from alertanim.pipeline.animate import Animation
+from alertanim.pipeline.phrases import phrases_for
 from alertanim.pipeline.quality import assess
 from alertanim.pipeline.report import render_report
 from alertanim.pipeline.stage import Kind
@@ -26,9 +27,6 @@ from alertanim.schemas import (AnimationReady, CapResource, ImageRefs, Quality, 
 from .ports import FROM_ALERT, IMAGE_KINDS, fetch_images, values_of
 
 log = logging.getLogger("alertanim")
-
-_DESCRIPTIONS = {"image/gif": "Animated GIF", "image/webp": "Animated WebP",
-                 "video/mp4": "Video", "image/jpeg": "Still image"}
 
 
 class Completion:
@@ -124,8 +122,11 @@ class Completion:
     def cap_answer(self, ready: AnimationReady) -> bytes:
         """The CAP 1.2 Update that answers the alert's CAP document with its renditions, made
         from what is stored: a redelivery makes the same message (with fresh URLs)."""
-        resources = [CapResource(resource_desc=f"{_DESCRIPTIONS.get(r.media_type, 'animation')}"
-                                               f" of the alert ({ready.subject})",
+        # Each rendition's resourceDesc ("Animated GIF of the alert (fire)") is in the language
+        # of the <info> that was animated (pipeline/phrases/<language>.yaml); the alt text holds
+        # the alert's words, which tell Chinese in simplified characters from traditional.
+        phrases = phrases_for(ready.language, ready.alt_text or "")
+        resources = [CapResource(resource_desc=phrases.resource(r.media_type, ready.hazard),
                                  mime_type=r.media_type, size=r.bytes, uri=self._public_uri(r),
                                  digest=r.sha1)
                      for r in ready.renditions]

@@ -1,7 +1,9 @@
 """The generate stage (the seed's step 1): text → N candidate images, all in one batch, seeded.
 
 Every image has its own generator, seeded from (alert seed, image index), so an alert's
-candidates come out the same whether it runs alone or batched with other alerts.
+candidates come out the same whether it runs alone or batched with other alerts. What reaches the
+text encoder is the prompt fitted to its tokenizer (`subject.fit_prompt`): the hazard's scene
+first, then as much of the alert's words as fits, so the encoder never cuts the scene off.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from .stage import Context, Kind, Port, Row, Stage
+from .subject import fit_prompt
 
 
 def seeded_generator(device, seed: int) -> torch.Generator:
@@ -32,6 +35,13 @@ def step_callback(progress: Callable[[int, int], None] | None, total: int):
     return callback
 
 
+def fit_prompts(pipe, prompts: Sequence[str]) -> list[str]:
+    """The prompts as a diffusers pipeline's text encoder should read them: each within its
+    tokenizer's token limit, the scene first (`subject.fit_prompt`)."""
+    tokenizer = getattr(pipe, "tokenizer", None)
+    return [p if tokenizer is None else fit_prompt(p, tokenizer) for p in prompts]
+
+
 def generate_batch(
     text2img,
     prompts: Sequence[str],
@@ -43,11 +53,12 @@ def generate_batch(
     size: int = 512,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[list]:
-    """`n` PIL candidates for each prompt, every alert's images in one denoising loop."""
+    """`n` PIL candidates for each prompt, every alert's images in one denoising loop; each
+    prompt fitted to the pipeline's tokenizer first (`fit_prompts`)."""
     # Expanded here rather than with num_images_per_prompt, so that image i of the batch lines up
     # with generator i whatever the number of alerts.
     out = text2img(
-        prompt=[p for p in prompts for _ in range(n)],
+        prompt=[p for p in fit_prompts(text2img, prompts) for _ in range(n)],
         num_images_per_prompt=1,
         num_inference_steps=steps,
         guidance_scale=guidance,

@@ -75,9 +75,13 @@ def _fields(template: str) -> list[str]:
 def _exactly(template: str, wanted: tuple[str, ...]) -> str:
     found = _fields(template)
     if sorted(found) != sorted(wanted):
-        say = " and ".join(f"{{{w}}}" for w in wanted) if wanted else "no {field}"
-        raise ValueError(f"{template!r}: needs {say} once each, nothing else "
-                         f"(it has {', '.join(f'{{{f}}}' for f in found) or 'none'})")
+        has = ", ".join(f"{{{f}}}" for f in found) or "none"
+        if not wanted:
+            raise ValueError(f"{template!r}: literal text only, no {{field}} (it has {has}; a "
+                             "literal brace is written twice)")
+        say = " and ".join(f"{{{w}}}" for w in wanted)
+        raise ValueError(f"{template!r}: needs {say}, once each and no other field (it has "
+                         f"{has})")
     return template
 
 

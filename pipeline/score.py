@@ -1,7 +1,9 @@
 """The score stage (the seed's step 2): CLIPScore of each candidate against the alert text; the best one goes on.
 
 CLIP-S(I, C) = w · max(cos(E_I, E_C), 0) (Hessel et al. 2021). w=100 gives the scale the method
-reports (~25 for its fire example); w=2.5 is Hessel's own.
+reports (~25 for its fire example); w=2.5 is Hessel's own. C is the prompt as CLIP's text encoder
+can read it: fitted to its tokenizer's limit, the hazard's scene first (`subject.fit_prompt`), as
+the text-to-image model reads it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import torch
 
 from .config import PERCENT
 from .stage import Context, Kind, Port, Row, Stage, row_by_row
+from .subject import fit_prompt
 
 HESSEL = 2.5
 
@@ -28,8 +31,9 @@ class Scores:
 
 
 def clip_scores(clip, processor, images: Sequence, text: str, weight: float = PERCENT) -> Scores:
-    inputs = processor(text=[text], images=list(images), return_tensors="pt", padding=True,
-                       truncation=True)
+    """CLIP-S of each image against `text`, fitted to the processor's tokenizer first."""
+    inputs = processor(text=[fit_prompt(text, processor.tokenizer)], images=list(images),
+                       return_tensors="pt", padding=True, truncation=True)
     device = clip.device
     with torch.inference_mode():
         img = clip.get_image_features(pixel_values=inputs["pixel_values"].to(device, clip.dtype))

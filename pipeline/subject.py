@@ -132,10 +132,10 @@ def fit_prompt(prompt: str, tokenizer) -> str:
     limit = getattr(tokenizer, "model_max_length", None)
     if not isinstance(limit, int) or limit >= 1_000_000:  # no limit configured
         return prompt
-    budget = limit - tokenizer.num_special_tokens_to_add(pair=False)
 
     def fits(text: str) -> bool:
-        return len(tokenizer.tokenize(text)) <= budget
+        # (verbose=False: measuring a text that is too long is no reason to warn)
+        return len(tokenizer.encode(text, add_special_tokens=True, verbose=False)) <= limit
 
     scene, own = _scene_and_words(prompt)
     if not scene or not fits(scene):
