@@ -134,24 +134,29 @@ def cells(frames: Sequence) -> np.ndarray:
     work = [np.asarray(working_frame(f)) for f in frames]
     if len({a.shape for a in work}) != 1:
         raise ValueError("frames differ in size")
-    linear = LINEAR[np.stack(work)]  # (T, h, w, 3)
-    _, h, w, _ = linear.shape
-    if h >= 2:
-        linear = linear[:, 0:h - 1:2] + linear[:, 1::2]
-    if w >= 2:
-        linear = linear[:, :, 0:w - 1:2] + linear[:, :, 1::2]
-    return linear * np.float32(1 / ((2 if h >= 2 else 1) * (2 if w >= 2 else 1)))
+    linear = np.take(LINEAR, np.stack(work))  # (T, h, w, 3)
+    t, h, w, _ = linear.shape
+    fy, fx = (2 if h >= 2 else 1), (2 if w >= 2 else 1)
+    gh, gw = h // fy, w // fx  # an odd last row or column is left out
+    linear = linear[:, :gh * fy, :gw * fx].reshape(t, gh, fy, gw * fx * 3)
+    if fy == 2:
+        linear = linear[:, :, 0] + linear[:, :, 1]
+    linear = linear.reshape(t, gh, gw, fx, 3)
+    if fx == 2:
+        return (linear[:, :, :, 0] + linear[:, :, :, 1]) * np.float32(1 / (fy * fx))
+    return linear[:, :, :, 0] * np.float32(1 / fy)
 
 
 def _transitions(series: np.ndarray, step: np.ndarray, saturated: np.ndarray,
                  red: np.ndarray) -> np.ndarray:
-    """Where each column's qualifying transitions end: (steps, columns) bool.
+    """Where each column's qualifying transitions end in one loop: (steps, columns) bool.
 
-    `series` (steps, columns): the value shown at each step, each column starting at its lowest
-    value (a valley: in a loop the lowest value always is one), so every column starts rising.
-    A peak or valley is confirmed when the value has moved back from it by `step` (per column).
-    A luminance column's transition counts when its darker end is below DARKER_BELOW, a `red`
-    column's when either end is `saturated`."""
+    `series` (steps, columns): the value shown at each step, once round the loop, each column
+    starting at its lowest value and ending back at it (in a loop the lowest value is always a
+    valley, so every column starts rising, and its last transition is the fall into that
+    valley). A peak or valley is confirmed when the value has moved back from it by `step`
+    (per column). A luminance column's transition counts when its darker end is below
+    DARKER_BELOW, a `red` column's when either end is `saturated`."""
     k_steps, n = series.shape
     ends = np.zeros((k_steps, n), dtype=bool)
     cols = np.arange(n)
@@ -159,15 +164,19 @@ def _transitions(series: np.ndarray, step: np.ndarray, saturated: np.ndarray,
     turn, turn_s = series[0].copy(), saturated[0].copy()  # the last peak or valley
     ext, ext_k, ext_s = turn.copy(), np.zeros(n, dtype=np.intp), turn_s.copy()  # the extreme since
     back_by = -step
+
+    def record(back):
+        darker = np.minimum(turn, ext) < DARKER_BELOW
+        counts = back & np.where(red, turn_s | ext_s, darker)
+        ends[ext_k[counts], cols[counts]] = True
+
     for k in range(1, k_steps):
         x = series[k]
         moved = (x - ext) * sign  # > 0: further on; <= -step: back, the extreme confirmed
         back = moved <= back_by
         further = moved > 0
         if back.any():
-            darker = np.minimum(turn, ext) < DARKER_BELOW
-            counts = back & np.where(red, turn_s | ext_s, darker)
-            ends[ext_k[counts], cols[counts]] = True
+            record(back)
             np.copyto(turn, ext, where=back)
             np.copyto(turn_s, ext_s, where=back)
             np.negative(sign, out=sign, where=back)
@@ -176,6 +185,9 @@ def _transitions(series: np.ndarray, step: np.ndarray, saturated: np.ndarray,
             np.copyto(ext, x, where=further)
             np.copyto(ext_k, k, where=further)
             np.copyto(ext_s, saturated[k], where=further)
+    # back at the lowest value: the fall into it is the loop's last transition, which the next
+    # pass would confirm as it rises again
+    record(sign < 0)
     return ends
 
 
@@ -222,36 +234,36 @@ def measure(frames: Sequence, durations_ms: Sequence[float]) -> Flash:
     red_cols = np.flatnonzero(np.ptp(red_value, axis=0) >= _RED_STEP)
     if not (len(lum_cols) or len(red_cols)):
         return STILL
+    n_lum, n_red = len(lum_cols), len(red_cols)
     series = np.concatenate([luminance[:, lum_cols], red_value[:, red_cols]], axis=1)
-    sat = np.concatenate([saturated[:, lum_cols], saturated[:, red_cols]], axis=1)
-    red = np.r_[np.zeros(len(lum_cols), bool), np.ones(len(red_cols), bool)]
-    step = np.r_[np.full(len(lum_cols), LUMINANCE_STEP, np.float32),
-                 np.full(len(red_cols), _RED_STEP, np.float32)]
+    red = np.r_[np.zeros(n_lum, bool), np.ones(n_red, bool)]
+    step = np.r_[np.full(n_lum, LUMINANCE_STEP, np.float32), np.full(n_red, _RED_STEP, np.float32)]
 
-    # Each column played from its lowest value for two passes of the loop: the transitions
-    # that end in the first pass (up to its return to that value) are one loop's, every one
-    # confirmed by the second pass.
-    start = series.argmin(axis=0)
-    frame = (start[None, :] + np.arange(2 * n + 1)[:, None]) % n  # (steps, columns)
-    cols = np.arange(series.shape[1])
-    ends = _transitions(series[frame, cols], step, sat[frame, cols], red)[1:n + 1]
-    per_frame = np.zeros((n, series.shape[1]), dtype=np.int32)  # transitions ending at frame j
-    np.add.at(per_frame, (frame[1:n + 1][ends], np.nonzero(ends)[1]), 1)
+    # Each column once round the loop from its lowest value back to it (`_transitions`).
+    columns = np.arange(n_lum + n_red)
+    frame = (series.argmin(axis=0)[None, :] + np.arange(n + 1)[:, None]) % n  # (steps, columns)
+    sat = np.zeros(frame.shape, dtype=bool)  # only a red transition asks whether it is red
+    sat[:, n_lum:] = saturated[frame[:, n_lum:], red_cols]
+    ends = _transitions(series[frame, columns], step, sat, red)[1:]
+    per_frame = np.zeros((n, len(columns)), dtype=np.int32)  # transitions ending at frame j
+    per_frame[frame[1:][ends], np.nonzero(ends)[1]] = 1  # one loop's steps are n frames
 
-    # one-second windows starting when each frame is shown, over as many loops as they reach
+    # One-second windows starting when each frame is shown, reaching over as many loops as
+    # they span: a window from frame i to the step `last` (counted on from frame 0, loop after
+    # loop) holds what ends at frames i.. of this loop and every frame of the loops after.
     period = float(d.sum())
     loops = 1 + math.ceil(WINDOW_MS / period)
     shown = np.concatenate([[0.0], np.cumsum(np.tile(d, loops))[:-1]])
-    cumulative = np.zeros((n * loops + 1, series.shape[1]), dtype=np.int32)
-    np.cumsum(np.tile(per_frame, (loops, 1)), axis=0, out=cumulative[1:])
     # [shown, shown + 1 s): a frame shown exactly a second later is the next window's (3 Hz
     # exactly, in durations that do not add up exactly, is still three flashes)
     last = np.searchsorted(shown, shown[:n] + WINDOW_MS - 1e-6, side="left")
-    per_window = cumulative[last] - cumulative[:n]  # (windows, columns)
+    cumulative = np.zeros((n + 1, len(columns)), dtype=np.int32)
+    np.cumsum(per_frame, axis=0, out=cumulative[1:])
+    whole, part = np.divmod(last, n)
+    per_window = whole[:, None] * cumulative[n] + cumulative[part] - cumulative[:n]
 
     rates = []
-    for cols_of, lo, hi in ((lum_cols, 0, len(lum_cols)),
-                            (red_cols, len(lum_cols), len(lum_cols) + len(red_cols))):
+    for cols_of, lo, hi in ((lum_cols, 0, n_lum), (red_cols, n_lum, n_lum + n_red)):
         counts = np.zeros((n, gh * gw), dtype=np.int32)
         counts[:, cols_of] = per_window[:, lo:hi]
         rates.append(_concurrent_rate(counts.reshape(n, gh, gw)) / 2)
