@@ -2,11 +2,14 @@
 the warning services write them, their false friends and compounds, telling close languages
 apart on short texts, and a hazard named specifically ahead of a generic warning word."""
 
+import shutil
 import unicodedata
+from importlib.resources import as_file, files
 
 import pytest
 
-from alertanim.pipeline.lexicon import CAP_PREFERENCE, GENERIC, HAZARDS, LANGUAGES, TERMS
+from alertanim.pipeline.lexicon import (CAP_PREFERENCE, GENERIC, HAZARDS, LANGUAGES, TERMS,
+                                        LexiconError, load_lexicons)
 from alertanim.pipeline.subject import MAX_PROMPT, primary_subject
 from alertanim.pipeline.subject_language import decide_language
 
@@ -501,3 +504,19 @@ def test_no_tsunami_expected_is_an_earthquake_in_the_new_languages():
                  "Cutremur de 5 grade, nu există risc de tsunami",
                  "แผ่นดินไหวขนาด 5 ไม่ก่อให้เกิดสึนามิ"]:
         assert primary_subject(text).hazard == "earthquake", text
+
+
+@pytest.mark.parametrize("generic, message", [
+    ("generic:\n  smog_cloud:\n    - 'x'\n", r"de\.yaml: generic\.smog_cloud: no such hazard"),
+    ("generic:\n  storm:\n    - '(?:unwetter'\n",
+     r"de\.yaml: generic\.storm\[0\] '\(\?:unwetter': not a regular expression"),
+])
+def test_a_wrong_generic_section_is_refused(tmp_path, generic, message):
+    with as_file(files("alertanim.pipeline") / "lexicons") as package:
+        folder = shutil.copytree(package, tmp_path / "lexicons")
+    path = folder / "de.yaml"
+    text = path.read_text(encoding="utf-8")
+    start, end = text.index("generic:\n"), text.index("exclusions:\n")
+    path.write_text(text[:start] + generic + text[end:], encoding="utf-8")
+    with pytest.raises(LexiconError, match=message):
+        load_lexicons(folder)
