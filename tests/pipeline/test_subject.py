@@ -1,8 +1,6 @@
 """Stage 3a: hazard, CLIPSeg word and English prompt for alerts in many languages."""
 
 import re
-import statistics
-import time
 import unicodedata
 
 import pytest
@@ -635,24 +633,3 @@ def test_any_input_gives_a_bounded_ascii_prompt(text, event, language, codes):
     assert (found.hazard is None) == (found.source == "none") == (found.matched is None)
     if found.language != "en":
         assert found.prompt in {*SCENES.values(), NEUTRAL_SCENE}
-
-
-def test_a_call_takes_well_under_a_millisecond():
-    alerts = [
-        "Flash Flood Warning for Harris County until 9:45 PM CDT. Turn around, don't drown. "
-        "Avoid low water crossings and move to higher ground now. Check local media for news.",
-        "[행정안전부] 오늘 15:20 강남구 역삼동 상가 건물 화재 발생, 인근 주민은 연기 흡입에 유의하시고 "
-        "차량은 우회하여 주시기 바랍니다. 추가 안내가 있을 때까지 창문을 닫아 주십시오.",
-        "Aviso de inundación repentina en esta zona hasta las 3:00 AM. Evite las áreas inundadas "
-        "y no cruce calles con agua. Busque terreno elevado ahora y siga las instrucciones.",
-    ]
-    for text in alerts:
-        assert 100 <= len(text) <= 180
-        primary_subject(text)
-        runs = []
-        for _ in range(5):
-            start = time.perf_counter()
-            for _ in range(100):
-                primary_subject(text)
-            runs.append((time.perf_counter() - start) / 100)
-        assert statistics.median(runs) < 1e-3, (text, runs)
