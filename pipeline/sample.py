@@ -1,4 +1,5 @@
-"""The sample stage (the seed's step 3c): masked sampling — K inpainted variants of the best image inside the combined mask.
+"""The sample stage (the seed's step 3c): masked sampling — K inpainted variants of the best
+image inside the combined mask.
 
 The inpainting pipeline is built over the text-to-image pipeline's own modules (one copy of the
 UNet, VAE and text encoder). SD-1.5's 4-channel UNet inpaints by re-noising the original latents
@@ -20,7 +21,7 @@ import torch
 from PIL import Image
 
 from .composite import feathered_alpha, keep_static
-from .generate import image_generators, step_callback
+from .generate import fit_prompts, image_generators, step_callback
 from .mask import REFERENCE_SIDE
 from .stage import Context, Kind, Port, Row, Stage
 
@@ -53,7 +54,7 @@ def masked_variants_batch(
     mask = torch.stack([torch.from_numpy(np.asarray(m.convert("L"), dtype=np.float32) / 255.0)[None]
                         for m in masks]).repeat_interleave(k, dim=0)
     out = inpaint(
-        prompt=expand(prompts),
+        prompt=expand(fit_prompts(inpaint, prompts)),  # within the token limit, scene first
         image=latents,
         mask_image=mask,
         # read by 9-channel inpainting UNets only; given, it spares the pipeline an encoding

@@ -312,13 +312,14 @@ def _long_alert() -> str:
     return text[:MAX_PROMPT]
 
 
-def test_a_long_alert_reaches_both_text_encoders_within_their_limit_scene_first(tiny, caplog,
+def test_a_long_alert_reaches_every_text_encoder_within_its_limit_scene_first(tiny, caplog,
                                                                              monkeypatch):
     from diffusers.utils import logging as diffusers_logging
     from PIL import Image
     from transformers.utils import logging as transformers_logging
 
     from alertanim.pipeline.generate import generate_batch
+    from alertanim.pipeline.sample import masked_variants_batch
     from alertanim.pipeline.score import clip_scores
 
     text, scene = _long_alert(), SCENES["flood"]
@@ -348,6 +349,8 @@ def test_a_long_alert_reaches_both_text_encoders_within_their_limit_scene_first(
                                       size=tiny.image_size)
             clip_scores(tiny.clip, tiny.clip_processor, images + [Image.new("RGB", (64, 64))],
                         subject.prompt)
+            masked_variants_batch(tiny.inpaint, images[:1], [Image.new("L", images[0].size, 255)],
+                                  [subject.prompt], [5], k=2, steps=2)
     finally:
         transformers_logging.disable_propagation()
         diffusers_logging.disable_propagation()
