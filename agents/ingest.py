@@ -1,15 +1,23 @@
 """What is let in from the `alerts` topic, and how a run starts: an alert (JSON, or a CAP
-document) is validated, its Kafka key checked, a CAP Cancel applied, and its id claimed in the
-ledger, which tells a new alert from a redelivery and a re-publication. A new or unfinished
-alert starts at the first stage; a finished one is answered with its stored result.
+document) is validated, a CAP Cancel applied, and its id claimed in the ledger, which tells a new
+alert from a redelivery and a re-publication. A new or unfinished alert starts at the first
+stage; a finished one is answered with its stored result.
+
+The record's Kafka key is the publisher's business: none, the alert's id, a CAP identifier, a
+region. It is not checked. Everything after ingest is keyed by the alert's id, so every stage
+of one alert goes through one partition whatever the publisher keyed it by; copies of one alert
+that came in on different partitions are still one alert, because the ledger's claim is a
+conditional write in the store (the same content under another record is a re-publication), and
+a CAP Cancel's marker is in the store too, so it stops an alert whichever partition either came
+in on.
 """
 
 from __future__ import annotations
 
 import time
 
-from alertanim.schemas import (Alert, AnimationReady, CapAlert, InvalidAlert, NotAnimated,
-                               StageMessage, cap_alert_id, is_cap, parse_alert, parse_cap)
+from alertanim.schemas import (Alert, AnimationReady, CapAlert, NotAnimated, StageMessage,
+                               cap_alert_id, is_cap, parse_alert, parse_cap)
 from alertanim.schemas.cap import alert_to_animate
 
 from .emitter import Position
@@ -26,10 +34,10 @@ class Ingest:
 
     def __call__(self, raw: bytes, at: Position | None = None, key: bytes | None = None,
                  traceparent: str | None = None) -> StageMessage | AnimationReady | None:
-        """`key` is the Kafka record's key (b"" when it had none); None when the alert did not
-        come from Kafka. From Kafka, the key must be the alert's id: the partition it picks is
-        the one every copy of the alert, and every stage of it, goes through. None: nothing to
-        do (the same record again, after its event went out)."""
+        """`key` is the Kafka record's key (b"" when it had none; None when the alert did not
+        come from Kafka): any key is accepted, and the stage message that starts the run is keyed
+        by the alert's id (see the module). None: nothing to do (the same record again, after its
+        event went out)."""
         t0 = time.perf_counter()
         cap = None
         if is_cap(raw):
@@ -38,9 +46,6 @@ class Ingest:
             alert = parse_alert(raw, self.settings.max_text_chars)
             if alert.cap is not None:  # only a CAP document itself names a CAP origin
                 alert = alert.model_copy(update={"cap": None})
-        if key is not None and key != alert.id.encode():
-            raise InvalidAlert("key_mismatch", f"the record's key {key[:140]!r} is not the "
-                               f"alert's id {alert.id!r}", alert.id)
         if alert.cap is not None and self.ledger.cancelled(alert.id):
             raise NotAnimated("cancelled", "a CAP Cancel named this alert before it arrived",
                               alert.id)

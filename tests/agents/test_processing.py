@@ -385,19 +385,29 @@ def test_a_fresh_completion_leaves_in_one_transaction_with_its_offset(tmp_path):
     assert proc.outbox.emitter.asked == [] and sent == []
 
 
-@pytest.mark.parametrize("key, reason", [(b"k1", None), (b"other", "key_mismatch"),
-                                         (b"", "key_mismatch")])
-def test_the_kafka_key_must_be_the_alert_id(tmp_path, key, reason):
+@pytest.mark.parametrize("key", [b"k1", b"", None, b"KSTO-region-7", b"\xff not the id"])
+def test_any_kafka_key_or_none_is_accepted_and_the_run_is_keyed_by_the_alert_id(tmp_path, key):
     proc, sent = make(tmp_path)
     asyncio.run(proc.process("ingest", json.dumps({"id": "k1", "text": "fire"}).encode(),
                              Position("alerts", 0, 3), key))
-    [(topic, _, value)] = sent
-    if reason is None:
-        assert topic == "alertanim.stage.subject"
-    else:
-        record = FailureRecord.from_bytes(value)
-        assert topic == "failed" and record.reason == reason and record.alert_id == "k1"
-        assert not proc.adapter.store.exists(proc.adapter.ledger.alert_key("k1"))  # no claim
+    [(topic, out_key, value)] = sent
+    assert topic == "alertanim.stage.subject" and out_key == "k1"
+    assert StageMessage.from_bytes(value).alert.id == "k1"
+    assert proc.adapter.store.exists(proc.adapter.ledger.alert_key("k1"))  # claimed
+
+
+def test_copies_under_other_keys_and_partitions_are_one_alert(tmp_path):
+    from alertanim.schemas import AnimationReady
+
+    proc, sent = make(tmp_path)
+    raw = json.dumps({"id": "k2", "text": "fire"}).encode()
+    drive(proc, sent, raw, "alerts:0:3")
+    runs = {StageMessage.from_bytes(v).run for t, _, v in sent if t.startswith("alertanim.")}
+    start = len(sent)
+    asyncio.run(proc.process("ingest", raw, Position("alerts", 2, 9), b"publisher-key"))
+    # the finished alert's stored result, not a second run
+    assert [t for t, _, _ in sent[start:]] == ["ready"]
+    assert AnimationReady.from_bytes(sent[-1][2]).run in runs
 
 
 def test_a_re_published_alert_gets_its_stored_result_with_its_own_offset(tmp_path):
