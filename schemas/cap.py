@@ -1,5 +1,5 @@
-"""CAP 1.2 XML on the `alerts` topic: read it without trusting it, make an `Alert` of it, and
-answer it with the animation.
+"""CAP XML (1.2, 1.1 and 1.0) on the `alerts` topic: read it without trusting it, make an
+`Alert` of it, and answer it with the animation, in the version it came in.
 
 Which reader: a message whose first byte, after an optional UTF-8 byte order mark and XML
 whitespace (space, tab, CR, LF), is "<" is XML and goes to `parse_cap`; anything else goes to
@@ -11,20 +11,30 @@ well-formed, or not in the encoding it declares, or in one expat cannot read). T
 refused, with nothing expanded, fetched or read, when it declares entities (billion laughs,
 quadratic blowup: xml_entities), declares or references an external entity (xml_external_entity)
 or has a document type declaration (xml_dtd; an entity declared inside one is reported as what it
-is): defusedxml's forbid_entities, forbid_external and forbid_dtd. Then the root must be CAP 1.2's <alert>, with the elements CAP requires, each at most once
-where CAP allows one, and values inside CAP's enumerations; the error's detail names the element
-("alert/info[2]/urgency"). Elements of other namespaces and ones CAP 1.2 does not define are
+is): defusedxml's forbid_entities, forbid_external and forbid_dtd. Then the root must be the
+<alert> of CAP 1.2, 1.1 or 1.0 (told by its namespace; another version of CAP's is
+unsupported_cap_version), with the elements that version requires, each at most once where it
+allows one, and values inside that version's enumerations; the error's detail names the element
+("alert/info[2]/urgency"). Elements of other namespaces and ones the version does not define are
 ignored, as is <derefUri> (inline content: the copy in `cap_update` keeps it). Every string and
 list is bounded. Text is stripped of surrounding whitespace, and an empty optional element counts
 as absent, an empty <eventCode> too. CAP's dateTime is the XSD's: an explicit offset, no "Z".
 Beyond the XSD, sender and identifier must follow CAP's text (no whitespace, commas, "<" or "&"),
 <event> must not be empty, and <references> must hold sender,identifier,sent triples.
 
+Older versions, mapped onto the one model (`CapAlert.version` says which): CAP 1.1 has no
+"Avoid" or "AllClear" <responseType> and its <resource> may lack <mimeType>. CAP 1.0 (namespace
+http://www.incident.com/cap/1.0) also has no <responseType> (ignored as undefined), no "Draft"
+status, no "CBRNE" category and no "Observed" certainty; its "Very Likely" certainty is read as
+"Likely", as CAP 1.1 says it is to be treated; its <scope> and <category> are optional; its
+<password> is never read nor repeated; and its <eventCode>, <parameter> and <geocode> are
+"valueName=value" strings, read as pairs (one with no "=" names nothing and is dropped).
+
 Identity: CAP names a message by sender, identifier and sent. `cap_alert_id` derives the Alert id
 from those three, so one message published twice is one alert.
 
-Answering: `cap_update` builds the CAP 1.2 Update that references the original and repeats its
-<info> blocks, each with the animation's renditions added as <resource>s.
+Answering: `cap_update` builds the CAP Update, in the original's version, that references the
+original and repeats its <info> blocks, each with the animation's renditions added as <resource>s.
 """
 
 from __future__ import annotations
@@ -46,13 +56,16 @@ from .alert import (DEFAULT_MAX_CHARS, Alert, CapDateTime, CapRef, CapToken, Eve
                     cap_datetime)
 from .errors import InvalidAlert
 
-__all__ = ["CAP_NS", "CapAlert", "CapArea", "CapInfo", "CapRef", "CapResource", "CapValue",
+__all__ = ["CAP_10_NS", "CAP_11_NS", "CAP_NS", "CAP_VERSIONS", "CapAlert", "CapArea", "CapInfo", "CapRef", "CapResource", "CapValue",
            "DEFAULT_MAX_CAP_BYTES", "alert_to_animate", "cap_alert_id", "cap_datetime",
            "cap_update", "choose_info", "is_cap", "parse_cap", "to_alert"]
 
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
-_OLDER_NS = {"urn:oasis:names:tc:emergency:cap:1.1": "1.1",
-             "http://www.incident.com/cap/1.0": "1.0"}
+CAP_11_NS = "urn:oasis:names:tc:emergency:cap:1.1"
+CAP_10_NS = "http://www.incident.com/cap/1.0"  # CAP 1.0's own namespace, as its XSD declares
+CAP_VERSIONS = {CAP_NS: "1.2", CAP_11_NS: "1.1", CAP_10_NS: "1.0"}  # namespace: version
+_NAMESPACES = {version: ns for ns, version in CAP_VERSIONS.items()}
+_OASIS_CAP = "urn:oasis:names:tc:emergency:cap:"  # a version of CAP's not read here starts so
 DEFAULT_MAX_CAP_BYTES = 1_048_576  # a broker's default largest record
 _AREA_CHARS = 2_000  # Alert.area's bound
 
@@ -66,6 +79,14 @@ ResponseType = Literal["Shelter", "Evacuate", "Prepare", "Execute", "Avoid", "Mo
 Urgency = Literal["Immediate", "Expected", "Future", "Past", "Unknown"]
 Severity = Literal["Extreme", "Severe", "Moderate", "Minor", "Unknown"]
 Certainty = Literal["Observed", "Likely", "Possible", "Unlikely", "Unknown"]
+Version = Literal["1.0", "1.1", "1.2"]
+
+# What an older version's enumerations lack beside CAP 1.2's: refused, naming the element.
+_NOT_IN = {
+    "1.2": {},
+    "1.1": {"responseType": {"Avoid", "AllClear"}},
+    "1.0": {"status": {"Draft"}, "category": {"CBRNE"}, "certainty": {"Observed"}},
+}
 
 # Bounds for hostile input; generous beside what warning systems publish (an NWS description
 # runs to a few thousand characters, a zone list in <areaDesc> to a thousand or two).
@@ -156,9 +177,21 @@ class CapInfo(_CapRecord):
     areas: list[CapArea] = Field(default_factory=list, alias="area", max_length=256)
 
 
+class _OlderResource(CapResource):
+    mime_type: Name | None = Field(default=None, alias="mimeType")  # optional before CAP 1.2
+
+
+class _CapInfo11(CapInfo):
+    resources: list[_OlderResource] = Field(default_factory=list, alias="resource", max_length=64)
+
+
+class _CapInfo10(_CapInfo11):
+    categories: list[Category] = Field(default_factory=list, alias="category", max_length=12)
+
+
 class CapAlert(_CapRecord):
-    """One CAP 1.2 <alert>. `sent` is the string as published (it is part of the identity);
-    `sent_at` is the instant."""
+    """One CAP <alert>, of CAP 1.2 or, mapped onto it, 1.1 or 1.0 (`version`). `sent` is the
+    string as published (it is part of the identity); `sent_at` is the instant."""
 
     identifier: CapToken
     sender: CapToken
@@ -174,6 +207,7 @@ class CapAlert(_CapRecord):
     references: list[CapRef] = Field(default_factory=list, max_length=256)
     incidents: list[Name] = Field(default_factory=list, max_length=256)
     infos: list[CapInfo] = Field(default_factory=list, alias="info", max_length=64)
+    version: Version = "1.2"
 
     @property
     def sent_at(self) -> datetime:
@@ -186,6 +220,18 @@ class CapAlert(_CapRecord):
     @property
     def alert_id(self) -> str:
         return cap_alert_id(self.sender, self.identifier, self.sent)
+
+
+class _CapAlert11(CapAlert):
+    infos: list[_CapInfo11] = Field(default_factory=list, alias="info", max_length=64)
+
+
+class _CapAlert10(CapAlert):
+    scope: Scope | None = None  # optional in CAP 1.0
+    infos: list[_CapInfo10] = Field(default_factory=list, alias="info", max_length=64)
+
+
+_MODELS = {"1.2": CapAlert, "1.1": _CapAlert11, "1.0": _CapAlert10}
 
 
 def cap_alert_id(sender: str, identifier: str, sent: str) -> str:
@@ -202,7 +248,7 @@ def is_cap(raw: bytes) -> bool:
 
 
 def parse_cap(raw: bytes, max_bytes: int = DEFAULT_MAX_CAP_BYTES) -> CapAlert:
-    """Read one CAP 1.2 message, or raise InvalidAlert with the reason (see the module)."""
+    """Read one CAP 1.2, 1.1 or 1.0 message, or raise InvalidAlert with the reason (see the module)."""
     if len(raw) > max_bytes:
         raise InvalidAlert("too_large", f"message has {len(raw)} bytes; the limit is {max_bytes}")
     return _cap_alert(_read(raw))
@@ -232,7 +278,7 @@ def to_alert(cap: CapAlert, info: CapInfo, max_chars: int = DEFAULT_MAX_CHARS) -
                  language=info.language, sent=cap.sent_at, area=area or None,
                  severity=info.severity, event=info.event, event_codes=info.event_codes,
                  urgency=info.urgency, certainty=info.certainty, status=cap.status,
-                 msg_type=cap.msg_type, cap=cap.ref)
+                 msg_type=cap.msg_type, cap=cap.ref, scope=cap.scope)
 
 
 def alert_to_animate(cap: CapAlert, preference: Sequence[str],
@@ -249,38 +295,41 @@ def alert_to_animate(cap: CapAlert, preference: Sequence[str],
 
 def cap_update(original: bytes, resources: Sequence[CapResource], *, sender: str,
                identifier: str, sent: datetime | str, note: str | None = None) -> bytes:
-    """The CAP 1.2 Update that answers `original` (a message `parse_cap` accepts) with
-    `resources`: it references the original, keeps its status, scope, restriction, addresses
-    and incidents, and repeats its <info> blocks as published, each with `resources` added after
-    its own and before its <area>s. `sent` is a CAP dateTime or an aware datetime; sender,
-    identifier or sent that CAP would not accept raise ValueError."""
+    """The CAP Update that answers `original` (a message `parse_cap` accepts) with `resources`,
+    in the original's CAP version (1.2, 1.1 or 1.0) and valid against that version's schema: it
+    references the original, keeps its status, scope, restriction, addresses and incidents (not
+    CAP 1.0's password), and repeats its <info> blocks as published, each with `resources`
+    added after its own and before its <area>s. `sent` is a CAP dateTime or an aware datetime;
+    sender, identifier or sent that CAP would not accept raise ValueError."""
     root = _read(original)
     cap = _cap_alert(root)
+    ns = _NAMESPACES[cap.version]
     if isinstance(sent, str):
         cap_datetime(sent, strict=True)  # what we write keeps to CAP's own form
     own = CapRef(sender=sender, identifier=identifier,
                  sent=sent if isinstance(sent, str) else _cap_time(sent))
-    out = ET.Element(_q("alert"))
+    out = ET.Element(_q("alert", ns))
     for name, text in (("identifier", own.identifier), ("sender", own.sender),
                        ("sent", own.sent), ("status", cap.status), ("msgType", "Update"),
                        ("scope", cap.scope)):
-        ET.SubElement(out, _q(name)).text = text
+        if text is not None:  # only CAP 1.0's scope may be absent
+            ET.SubElement(out, _q(name, ns)).text = text
     for name in ("restriction", "addresses"):
-        if (element := root.find(_q(name))) is not None:
-            out.append(_copy(element))
+        if (element := root.find(_q(name, ns))) is not None:
+            out.append(_copy(element, ns, cap.version))
     if note is not None:
-        ET.SubElement(out, _q("note")).text = note
-    ET.SubElement(out, _q("references")).text = cap.ref.triple()
-    if (element := root.find(_q("incidents"))) is not None:
-        out.append(_copy(element))
-    for info in root.findall(_q("info")):
-        copy = _copy(info)
-        at = next((i for i, child in enumerate(copy) if child.tag == _q("area")), len(copy))
+        ET.SubElement(out, _q("note", ns)).text = note
+    ET.SubElement(out, _q("references", ns)).text = cap.ref.triple()
+    if (element := root.find(_q("incidents", ns))) is not None:
+        out.append(_copy(element, ns, cap.version))
+    for info in root.findall(_q("info", ns)):
+        copy = _copy(info, ns, cap.version)
+        at = next((i for i, child in enumerate(copy) if child.tag == _q("area", ns)), len(copy))
         for offset, resource in enumerate(resources):
-            copy.insert(at + offset, _resource_element(resource))
+            copy.insert(at + offset, _resource_element(resource, ns))
         out.append(copy)
     ET.indent(out)
-    return ET.tostring(out, encoding="utf-8", xml_declaration=True, default_namespace=CAP_NS)
+    return ET.tostring(out, encoding="utf-8", xml_declaration=True, default_namespace=ns)
 
 
 # --- reading -------------------------------------------------------------------------------------
@@ -333,72 +382,87 @@ def _read(raw: bytes) -> ET.Element:
                                       f"{_clip(str(exc))}") from None
 
 
-def _cap_alert(root: ET.Element) -> CapAlert:
+def _version(root: ET.Element) -> tuple[str, str]:
+    """The namespace and CAP version of a CAP document's root, or InvalidAlert."""
     namespace, _, name = root.tag[1:].partition("}") if root.tag[:1] == "{" else ("", "", root.tag)
-    if name == "alert" and namespace in _OLDER_NS:
+    if name == "alert" and namespace in CAP_VERSIONS:
+        return namespace, CAP_VERSIONS[namespace]
+    if name == "alert" and namespace.startswith(_OASIS_CAP):
         raise InvalidAlert("unsupported_cap_version",
-                           f"a CAP {_OLDER_NS[namespace]} message; this worker reads CAP 1.2")
-    if (namespace, name) != (CAP_NS, "alert"):
-        raise InvalidAlert("not_cap", f"the root element is {_clip(root.tag)}, not CAP 1.2's "
-                                      f"{{{CAP_NS}}}alert")
+                           f"the namespace {_clip(namespace)} is no CAP version read here: CAP "
+                           f"1.2 ({CAP_NS}), 1.1 ({CAP_11_NS}) and 1.0 ({CAP_10_NS}) are")
+    raise InvalidAlert("not_cap", f"the root element is {_clip(root.tag)}, not the <alert> of "
+                                  f"CAP 1.2 ({CAP_NS}), 1.1 or 1.0")
+
+
+def _cap_alert(root: ET.Element) -> CapAlert:
+    ns, version = _version(root)
     try:
-        return CapAlert.model_validate(_alert_fields(root))
-    except _Repeated as exc:
-        raise InvalidAlert("invalid_cap", str(exc), _identity(root)) from None
+        fields = _alert_fields(root, ns, version)
+        fields["version"] = version
+        return _MODELS[version].model_validate(fields)
+    except _Refused as exc:
+        raise InvalidAlert("invalid_cap", str(exc), _identity(root, ns)) from None
     except ValidationError as exc:
-        raise InvalidAlert("invalid_cap", _describe(exc), _identity(root)) from None
+        raise InvalidAlert("invalid_cap", _describe(exc), _identity(root, ns)) from None
 
 
-def _alert_fields(root: ET.Element) -> dict:
-    children = _grouped(root)
+def _alert_fields(root: ET.Element, ns: str, version: str) -> dict:
+    children = _grouped(root, ns)
     one = _singles(children, "alert", ("identifier", "sender", "sent", "status", "msgType",
                                        "source", "scope", "restriction", "addresses", "note",
                                        "references", "incidents"))
+    _in_version(version, "status", one.get("status"), "alert/status")
     one["addresses"] = _words(one.get("addresses", ""))
     one["incidents"] = _words(one.get("incidents", ""))
     one["references"] = [_reference(t) for t in one.get("references", "").split()]
     one["code"] = [_text(c) for c in children.get("code", [])]
-    one["info"] = [_info_fields(info, f"alert/info[{n}]")
+    one["info"] = [_info_fields(info, f"alert/info[{n}]", ns, version)
                    for n, info in enumerate(children.get("info", []), 1)]
     return one
 
 
-def _info_fields(info: ET.Element, where: str) -> dict:
-    children = _grouped(info)
+def _info_fields(info: ET.Element, where: str, ns: str, version: str) -> dict:
+    children = _grouped(info, ns)
     one = _singles(children, where, ("language", "event", "urgency", "severity", "certainty",
                                      "audience", "effective", "onset", "expires", "senderName",
                                      "headline", "description", "instruction", "web",
                                      "contact"))
+    if version == "1.0" and one.get("certainty") == "Very Likely":
+        one["certainty"] = "Likely"  # CAP 1.1: the deprecated value is treated as "Likely"
+    _in_version(version, "certainty", one.get("certainty"), f"{where}/certainty")
     one["category"] = [_text(c) for c in children.get("category", [])]
-    one["responseType"] = [_text(c) for c in children.get("responseType", [])]
-    codes = [_pair(code, f"{where}/eventCode[{n}]")
+    one["responseType"] = ([_text(c) for c in children.get("responseType", [])]
+                           if version != "1.0" else [])  # CAP 1.0 has none
+    for name in ("category", "responseType"):
+        for n, value in enumerate(one[name], 1):
+            _in_version(version, name, value, f"{where}/{name}[{n}]")
+    codes = [_pair(code, f"{where}/eventCode[{n}]", ns, version)
              for n, code in enumerate(children.get("eventCode", []), 1)]
     # An empty code names nothing; dropping it keeps an otherwise valid alert.
     one["eventCode"] = [code for code in codes if code.get("value_name") and code["value"]]
-    one["parameter"] = [_pair(p, f"{where}/parameter[{n}]")
-                        for n, p in enumerate(children.get("parameter", []), 1)]
+    one["parameter"] = _pairs(children.get("parameter", []), f"{where}/parameter", ns, version)
     one["resource"] = [
-        _singles(_grouped(r), f"{where}/resource[{n}]",
+        _singles(_grouped(r, ns), f"{where}/resource[{n}]",
                  ("resourceDesc", "mimeType", "size", "uri", "digest"))
         for n, r in enumerate(children.get("resource", []), 1)]
-    one["area"] = [_area_fields(a, f"{where}/area[{n}]")
+    one["area"] = [_area_fields(a, f"{where}/area[{n}]", ns, version)
                    for n, a in enumerate(children.get("area", []), 1)]
     return one
 
 
-def _area_fields(area: ET.Element, where: str) -> dict:
-    children = _grouped(area)
+def _area_fields(area: ET.Element, where: str, ns: str, version: str) -> dict:
+    children = _grouped(area, ns)
     one = _singles(children, where, ("areaDesc", "altitude", "ceiling"))
     one["polygon"] = [_text(p) for p in children.get("polygon", [])]
     one["circle"] = [_text(c) for c in children.get("circle", [])]
-    one["geocode"] = [_pair(g, f"{where}/geocode[{n}]")
-                      for n, g in enumerate(children.get("geocode", []), 1)]
+    one["geocode"] = _pairs(children.get("geocode", []), f"{where}/geocode", ns, version)
     return one
 
 
-def _grouped(element: ET.Element) -> dict[str, list[ET.Element]]:
+def _grouped(element: ET.Element, ns: str) -> dict[str, list[ET.Element]]:
     """The CAP children of `element` by local name, in document order."""
-    prefix = f"{{{CAP_NS}}}"
+    prefix = f"{{{ns}}}"
     groups: dict[str, list[ET.Element]] = {}
     for child in element:
         if isinstance(child.tag, str) and child.tag.startswith(prefix):
@@ -406,8 +470,14 @@ def _grouped(element: ET.Element) -> dict[str, list[ET.Element]]:
     return groups
 
 
-class _Repeated(Exception):
-    """An element CAP allows once appears more often."""
+class _Refused(Exception):
+    """An element the version allows once appears more often, or holds a value of another
+    version's."""
+
+
+def _in_version(version: str, name: str, value: str | None, where: str) -> None:
+    if value is not None and value in _NOT_IN[version].get(name, ()):
+        raise _Refused(f"{where}: {_clip(value)} is not a CAP {version} value")
 
 
 def _singles(children: dict[str, list[ET.Element]], where: str, names: Sequence[str]) -> dict:
@@ -416,18 +486,27 @@ def _singles(children: dict[str, list[ET.Element]], where: str, names: Sequence[
     for name in names:
         elements = children.get(name, [])
         if len(elements) > 1:
-            raise _Repeated(f"{where}/{name}: appears {len(elements)} times; CAP allows one")
+            raise _Refused(f"{where}/{name}: appears {len(elements)} times; CAP allows one")
         if elements and (text := _text(elements[0])):
             found[name] = text
     return found
 
 
-def _pair(element: ET.Element, where: str) -> dict:
-    one = _singles(_grouped(element), where, ("valueName", "value"))
+def _pair(element: ET.Element, where: str, ns: str, version: str) -> dict:
+    if version == "1.0":  # "valueName=value"
+        name, equals, value = _text(element).partition("=")
+        return {"value_name": name.strip(), "value": value.strip()} if equals else {"value": ""}
+    one = _singles(_grouped(element, ns), where, ("valueName", "value"))
     pair = {"value": one.get("value", "")}  # an empty value is still a value
     if "valueName" in one:
         pair["value_name"] = one["valueName"]
     return pair
+
+
+def _pairs(elements: list[ET.Element], where: str, ns: str, version: str) -> list[dict]:
+    pairs = [_pair(e, f"{where}[{n}]", ns, version) for n, e in enumerate(elements, 1)]
+    # CAP 1.0's strings: one with no "=" names nothing
+    return [p for p in pairs if p.get("value_name")] if version == "1.0" else pairs
 
 
 def _text(element: ET.Element) -> str:
@@ -446,11 +525,11 @@ def _reference(triple: str) -> dict | str:
     return dict(zip(("sender", "identifier", "sent"), parts))
 
 
-def _identity(root: ET.Element) -> str | None:
+def _identity(root: ET.Element, ns: str) -> str | None:
     """The Alert id of a refused message whose identity is itself valid, for its failure
     record."""
     found = {name: _text(element) for name in ("sender", "identifier", "sent")
-             if (element := root.find(_q(name))) is not None}
+             if (element := root.find(f"{{{ns}}}{name}")) is not None}
     try:
         ref = CapRef.model_validate(found)
     except ValidationError:
@@ -499,8 +578,10 @@ def _cut(text: str, limit: int) -> str:
 
 # --- answering -----------------------------------------------------------------------------------
 
-# The CAP 1.2 XSD's sequences inside <info>: which children a copied element keeps. Text elements
-# keep their text only; anything CAP does not define there is left out (the XSD allows none).
+# The XSDs' sequences inside <info>, by version: which children a copied element keeps. Text
+# elements keep their text only; anything the version does not define there is left out (its XSD
+# allows none). CAP 1.1's are 1.2's; CAP 1.0 has no <responseType> or <derefUri>, and its
+# <eventCode>, <parameter> and <geocode> are text.
 _STRUCTURE = {
     "info": ("language", "category", "event", "responseType", "urgency", "severity", "certainty",
              "audience", "eventCode", "effective", "onset", "expires", "senderName", "headline",
@@ -511,30 +592,37 @@ _STRUCTURE = {
     "area": ("areaDesc", "polygon", "circle", "geocode", "altitude", "ceiling"),
     "geocode": ("valueName", "value"),
 }
+_STRUCTURES = {
+    "1.2": _STRUCTURE,
+    "1.1": _STRUCTURE,
+    "1.0": {"info": tuple(n for n in _STRUCTURE["info"] if n != "responseType"),
+            "resource": tuple(n for n in _STRUCTURE["resource"] if n != "derefUri"),
+            "area": _STRUCTURE["area"]},
+}
 
 
-def _q(name: str) -> str:
-    return f"{{{CAP_NS}}}{name}"
+def _q(name: str, ns: str = CAP_NS) -> str:
+    return f"{{{ns}}}{name}"
 
 
-def _copy(element: ET.Element) -> ET.Element:
+def _copy(element: ET.Element, ns: str, version: str) -> ET.Element:
     """`element` as published: its text, and the CAP children its sequence has, in order."""
     copy = ET.Element(element.tag)
-    kept = {_q(name) for name in _STRUCTURE.get(element.tag[len(CAP_NS) + 2:], ())}
+    kept = {_q(name, ns) for name in _STRUCTURES[version].get(element.tag[len(ns) + 2:], ())}
     if kept:
-        copy.extend(_copy(child) for child in element if child.tag in kept)
+        copy.extend(_copy(child, ns, version) for child in element if child.tag in kept)
     else:
         copy.text = element.text
     return copy
 
 
-def _resource_element(resource: CapResource) -> ET.Element:
-    element = ET.Element(_q("resource"))
+def _resource_element(resource: CapResource, ns: str) -> ET.Element:
+    element = ET.Element(_q("resource", ns))
     for name, value in (("resourceDesc", resource.resource_desc),
                         ("mimeType", resource.mime_type), ("size", resource.size),
                         ("uri", resource.uri), ("digest", resource.digest)):
         if value is not None:
-            ET.SubElement(element, _q(name)).text = str(value)
+            ET.SubElement(element, _q(name, ns)).text = str(value)
     return element
 
 

@@ -1,5 +1,6 @@
-"""CAP 1.2 through the worker, without a broker: in on `alerts`, out as a CAP Update on `cap`;
-Cancel, Ack and hostile XML end as failure records. (tests/stream runs it over the real ones.)"""
+"""CAP (1.2, 1.1 and 1.0) through the worker, without a broker: in on `alerts`, out as a CAP
+Update on `cap` in the version the alert came in; Cancel, Ack and hostile XML end as failure
+records. (tests/stream runs it over the real ones.)"""
 
 import asyncio
 import hashlib
@@ -108,8 +109,12 @@ def test_an_ack_is_recorded_not_animated(tmp_path):
      b'<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2">&y;</alert>', "xml_entities"),
     (b'<?xml version="1.0"?><!DOCTYPE a [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
      b'<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2">&x;</alert>', "xml_external_entity"),
-    (b'<alert xmlns="urn:oasis:names:tc:emergency:cap:1.1"><identifier>x</identifier></alert>',
+    (b'<alert xmlns="urn:oasis:names:tc:emergency:cap:1.3"><identifier>x</identifier></alert>',
      "unsupported_cap_version"),
+    (b'<alert xmlns="urn:oasis:names:tc:emergency:cap:1.1"><identifier>x</identifier></alert>',
+     "invalid_cap"),
+    (b'<?xml version="1.0"?><!DOCTYPE a [<!ENTITY x "xx"><!ENTITY y "&x;&x;&x;">]>'
+     b'<alert xmlns="http://www.incident.com/cap/1.0">&y;</alert>', "xml_entities"),
     (b"<alert", "not_xml"),
 ])
 def test_hostile_xml_becomes_a_failure_record(tmp_path, raw, reason):
@@ -170,3 +175,46 @@ def test_run_refuses_hostile_cap_before_loading_models(tmp_path):
                            "--out", str(tmp_path / "x.gif")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "xml_entities" in proc.stderr
+
+
+@pytest.mark.parametrize("name, version", [("usgs_earthquake_1_1.xml", "1.1"),
+                                           ("nws_severe_thunderstorm_1_0.xml", "1.0")])
+def test_an_older_cap_alert_is_answered_in_its_own_version(tmp_path, name, version):
+    import xmlschema
+
+    proc, sent = make(tmp_path)
+    original = read(name)
+    cap = parse_cap(original)
+    out = drive(proc, sent, original)
+    [(key, value)] = records(out, "ready")
+    ready = AnimationReady.from_bytes(value)
+    assert key == ready.alert_id == cap.alert_id and ready.cap == cap.ref
+    assert ready.certainty == cap.infos[0].certainty
+    [(cap_key, update)] = records(out, "cap")
+    assert cap_key == cap.alert_id
+    xmlschema.XMLSchema(str(CAP / f"CAP-v{version}.xsd")).validate(update.decode())
+    answer = parse_cap(update)
+    assert (answer.version, answer.msg_type) == (version, "Update")
+    assert [r.triple() for r in answer.references] == [cap.ref.triple()]
+    added = answer.infos[0].resources[-len(ready.renditions):]
+    for res, rendition in zip(added, ready.renditions, strict=True):
+        data = Path(rendition.url.removeprefix("file://")).read_bytes()
+        assert (res.size, res.digest, res.uri) == (
+            len(data), hashlib.sha1(data).hexdigest(), rendition.url)
+    assert not records(out, "failed")
+
+
+def test_a_cap_1_1_cancel_stops_an_alert_that_came_in_on_another_partition(tmp_path):
+    proc, sent = make(tmp_path)
+    quake = parse_cap(read("usgs_earthquake_1_1.xml"))
+    cancel = (read("usgs_earthquake_1_1.xml")
+              .replace(b"<identifier>us2025abcd.1736719800", b"<identifier>us2025abcd.cancel")
+              .replace(b"<msgType>Alert</msgType>", b"<msgType>Cancel</msgType><references>"
+                       + quake.ref.triple().encode() + b"</references>", 1))
+    out = drive(proc, sent, cancel, "alerts:3:0")  # the Cancel, keyed by its own identifier
+    [(_, value)] = records(out, "failed")
+    assert FailureRecord.from_bytes(value).reason == "cap_cancel"
+    out = drive(proc, sent, read("usgs_earthquake_1_1.xml"), "alerts:1:4")
+    [(key, value)] = records(out, "failed")
+    assert key == quake.alert_id and FailureRecord.from_bytes(value).reason == "cancelled"
+    assert not records(out, "ready") and not records(out, "cap")

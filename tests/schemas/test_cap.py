@@ -30,6 +30,9 @@ MULTILINGUAL = "ipaws_evacuation_multilingual.xml"
 ACK = "ack.xml"
 EXERCISE = "ntwc_tsunami_exercise.xml"
 FIXTURES = [WARNING, UPDATE, CANCEL, MULTILINGUAL, ACK, EXERCISE]
+EARTHQUAKE_11 = "usgs_earthquake_1_1.xml"  # CAP 1.1
+STORM_10 = "nws_severe_thunderstorm_1_0.xml"  # CAP 1.0
+OLDER = {EARTHQUAKE_11: "1.1", STORM_10: "1.0"}
 ANIMATED = [WARNING, UPDATE, MULTILINGUAL, EXERCISE]  # the ones that announce something
 
 
@@ -297,10 +300,11 @@ def test_a_dtd_is_refused_as_a_dtd_unless_it_declares_an_entity(message, reason)
 
 
 @pytest.mark.parametrize("message, reason, detail", [
-    (raw(WARNING).replace(CAP_NS.encode(), b"urn:oasis:names:tc:emergency:cap:1.1"),
-     "unsupported_cap_version", "CAP 1.1"),
-    (raw(WARNING).replace(CAP_NS.encode(), b"http://www.incident.com/cap/1.0"),
-     "unsupported_cap_version", "CAP 1.0"),
+    (raw(WARNING).replace(CAP_NS.encode(), b"urn:oasis:names:tc:emergency:cap:1.3"),
+     "unsupported_cap_version", "cap:1.3"),
+    # not CAP 1.0's namespace, which is http://www.incident.com/cap/1.0
+    (raw(WARNING).replace(CAP_NS.encode(), b"urn:oasis:names:tc:emergency:cap:1.0"),
+     "unsupported_cap_version", "cap:1.0"),
     (xml(b'<feed xmlns="http://www.w3.org/2005/Atom"><title>NWS alerts</title></feed>'),
      "not_cap", "Atom"),
     (raw(WARNING).replace(b" xmlns='" + CAP_NS.encode() + b"'", b""), "not_cap", "'alert'"),
@@ -553,3 +557,166 @@ def test_real_feeds_clock_spellings_are_read_and_our_update_keeps_to_cap(sent):
                      identifier="alertanim-0001", sent=SENT)
     assert parse_cap(out).references[0].sent == sent
     assert re.search(rb"<sent>[0-9T:-]+[-+][0-9]{2}:[0-9]{2}</sent>", out)
+
+
+# --- CAP 1.1 and 1.0 -----------------------------------------------------------------------------
+
+CAP_11_NS = "urn:oasis:names:tc:emergency:cap:1.1"
+CAP_10_NS = "http://www.incident.com/cap/1.0"
+
+
+@pytest.fixture(scope="module")
+def xsds() -> dict[str, xmlschema.XMLSchema]:
+    return {version: xmlschema.XMLSchema(HERE / f"CAP-v{version}.xsd")
+            for version in ("1.0", "1.1", "1.2")}
+
+
+def test_the_older_schemas_are_vendored_with_their_notices():
+    for version in ("1.0", "1.1"):
+        head = raw(f"CAP-v{version}.xsd")[:1_000].decode()
+        assert f"Common Alerting Protocol Version {version}" in head and "OASIS" in head
+        assert "google/cap-library" in head
+
+
+@pytest.mark.parametrize("name, version", OLDER.items())
+def test_the_older_fixtures_are_valid_in_their_own_version(xsds, name, version):
+    xsds[version].validate(raw(name).decode())
+    assert not xsds["1.2"].is_valid(raw(name).decode())  # another namespace, another schema
+    assert cap(name).version == version
+
+
+def test_the_1_2_fixtures_read_as_1_2():
+    assert {cap(name).version for name in FIXTURES} == {"1.2"}
+
+
+def test_a_usgs_earthquake_in_cap_1_1_reads_onto_the_one_model():
+    quake = cap(EARTHQUAKE_11)
+    assert (quake.sender, quake.identifier, quake.sent) == (
+        "ens@usgs.gov", "us2025abcd.1736719800", "2025-01-12T22:10:00-00:00")
+    assert quake.alert_id == cap_alert_id(quake.sender, quake.identifier, quake.sent)
+    assert (quake.status, quake.msg_type, quake.scope, quake.incidents) == (
+        "Actual", "Alert", "Public", ["us2025abcd"])
+    [info] = quake.infos
+    assert info.categories == ["Geo"] and info.response_types == ["Monitor"]
+    assert [(c.value_name, c.value) for c in info.event_codes] == [("SAME", "EQW")]
+    assert ("Magnitude", "6.4 Mww") in [(p.value_name, p.value) for p in info.parameters]
+    [shakemap] = info.resources
+    assert shakemap.mime_type is None  # optional before CAP 1.2
+    assert info.areas[0].circles == ["40.4760,-124.2190 100"]
+    alert = to_alert(quake, info)
+    assert (alert.event, alert.severity, alert.urgency, alert.certainty, alert.scope) == (
+        "Earthquake", "Severe", "Past", "Observed", "Public")
+    assert alert.cap == quake.ref and alert.text.startswith("M 6.4")
+
+
+def test_a_cap_1_0_document_reads_onto_the_one_model():
+    storm = cap(STORM_10)
+    assert storm.version == "1.0" and storm.scope is None  # optional in CAP 1.0
+    assert "password" not in storm.model_dump() and "sekret" not in repr(storm)
+    [info] = storm.infos
+    assert info.language == "en-US" and info.certainty == "Likely"  # CAP 1.0's "Very Likely"
+    assert info.response_types == []
+    # "valueName=value" strings as pairs; one without "=" names nothing
+    assert [(c.value_name, c.value) for c in info.event_codes] == [("SAME", "SVR")]
+    assert [(p.value_name, p.value) for p in info.parameters] == [
+        ("VTEC", "/O.NEW.KTOP.SV.W.0203.040920T2330Z-040921T0015Z/")]
+    assert [(g.value_name, g.value) for g in info.areas[0].geocodes] == [("FIPS6", "020177")]
+    alert = to_alert(storm, info)
+    assert alert.scope is None and alert.certainty == "Likely" and alert.event_codes
+    assert Alert.model_validate_json(alert.to_bytes()) == alert
+
+
+def test_cap_1_0_without_categories_is_read():
+    storm = parse_cap(raw(STORM_10).replace(b"<category>Met</category>", b""))
+    assert storm.infos[0].categories == []
+
+
+@pytest.mark.parametrize("name, old, new, where", [
+    (STORM_10, "<status>Actual", "<status>Draft", "alert/status"),
+    (STORM_10, "<category>Met", "<category>CBRNE", "alert/info[1]/category[1]"),
+    (STORM_10, "<certainty>Very Likely", "<certainty>Observed", "alert/info[1]/certainty"),
+    (EARTHQUAKE_11, "<responseType>Monitor", "<responseType>AllClear",
+     "alert/info[1]/responseType[1]"),
+    (EARTHQUAKE_11, "<responseType>Monitor", "<responseType>Avoid",
+     "alert/info[1]/responseType[1]"),
+    (EARTHQUAKE_11, "<certainty>Observed", "<certainty>Very Likely", "alert/info[1]/certainty"),
+    (EARTHQUAKE_11, "<scope>Public</scope>", "", "alert/scope"),  # required from CAP 1.1 on
+    (EARTHQUAKE_11, "<category>Geo</category>", "", "alert/info[1]/category"),
+    (EARTHQUAKE_11, "<sender>ens@usgs.gov", "<sender>USGS ENS", "alert/sender"),
+    (STORM_10, "<event>Severe Thunderstorm</event>", "<event>a</event><event>b</event>",
+     "alert/info[1]/event: appears 2 times"),
+])
+def test_each_version_is_held_to_its_own_schema(xsds, name, old, new, where):
+    message = replaced(name, old, new)
+    with pytest.raises(InvalidAlert, match=re.escape(where)) as caught:
+        parse_cap(message)
+    assert caught.value.reason == "invalid_cap"
+    assert caught.value.alert_id == (None if "sender" in old else cap(name).alert_id)
+    if "appears" not in where and "sender" not in old:  # the XSD refuses it too
+        assert not xsds[OLDER[name]].is_valid(message.decode())
+
+
+@pytest.mark.parametrize("namespace", [CAP_11_NS, CAP_10_NS])
+@pytest.mark.parametrize("doctype, reason", [
+    (b'<!DOCTYPE a [<!ENTITY x "xx"><!ENTITY y "&x;&x;&x;&x;">]>', "xml_entities"),
+    (b'<!DOCTYPE a [<!ENTITY x SYSTEM "file:///etc/passwd">]>', "xml_external_entity"),
+    (b'<!DOCTYPE alert SYSTEM "http://example.org/cap.dtd">', "xml_dtd"),
+])
+def test_older_versions_get_the_same_hostile_input_defences(namespace, doctype, reason):
+    body = f'<alert xmlns="{namespace}"><identifier>&y;</identifier></alert>'.encode()
+    with pytest.raises(InvalidAlert) as caught:
+        parse_cap(xml(body, doctype))
+    assert caught.value.reason == reason
+
+
+def test_older_versions_are_bounded_and_size_limited():
+    with pytest.raises(InvalidAlert) as caught:
+        parse_cap(raw(EARTHQUAKE_11), max_bytes=1_000)
+    assert caught.value.reason == "too_large"
+    many = raw(STORM_10).replace(b"<parameter>", b"<parameter>a=b</parameter>" * 300
+                                 + b"<parameter>")
+    with pytest.raises(InvalidAlert, match="alert/info"):
+        parse_cap(many)
+
+
+@pytest.mark.parametrize("name, version", OLDER.items())
+def test_the_update_is_in_the_originals_version_and_valid_against_its_schema(xsds, name,
+                                                                               version):
+    original, out = cap(name), answer(name)
+    xsds[version].validate(out.decode())
+    namespace = {"1.1": CAP_11_NS, "1.0": CAP_10_NS}[version]
+    assert f'xmlns="{namespace}"'.encode() in out[:200] and CAP_NS.encode() not in out
+    update = parse_cap(out)
+    assert (update.version, update.msg_type, update.status, update.scope) == (
+        version, "Update", original.status, original.scope)
+    assert update.references == [original.ref]
+    for before, after in zip(original.infos, update.infos, strict=True):
+        ours = after.resources[len(before.resources):]
+        assert [(r.mime_type, r.size, r.uri, r.digest) for r in ours] == [
+            ("image/gif", len(GIF), "https://media.example.org/a/anim.gif",
+             hashlib.sha1(GIF).hexdigest()),
+            ("image/webp", len(WEBP), "https://media.example.org/a/anim.webp",
+             hashlib.sha1(WEBP).hexdigest())]
+        assert after.model_copy(update={"resources": before.resources}) == before
+
+
+def test_a_cap_1_0_update_repeats_its_strings_and_not_its_password(xsds):
+    out = answer(STORM_10).decode()
+    assert "<password>" not in out and "sekret" not in out
+    assert "<eventCode>SAME=SVR</eventCode>" in out and "<certainty>Very Likely</certainty>" in out
+    assert "<scope>" not in out  # the original had none
+    scoped = replaced(STORM_10, "</source>", "</source><scope>Restricted</scope>")
+    xsds["1.0"].validate(scoped.decode())
+    update = cap_update(scoped, renditions(), sender="a@example.org", identifier="u-1", sent=SENT)
+    xsds["1.0"].validate(update.decode())
+    assert parse_cap(update).scope == "Restricted"
+
+
+def test_a_cap_1_1_update_keeps_the_infos_children_in_the_1_1_order(xsds):
+    out = answer(EARTHQUAKE_11)
+    import xml.etree.ElementTree as ET  # reading our own output
+
+    [info] = ET.fromstring(out).findall(f"{{{CAP_11_NS}}}info")
+    names = [child.tag.split("}")[1] for child in info]
+    assert names[-4:] == ["resource", "resource", "resource", "area"]
+    xsds["1.1"].validate(out.decode())
