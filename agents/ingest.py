@@ -61,8 +61,9 @@ class Ingest:
                             seconds={"ingest": round(time.perf_counter() - t0, 4)})
 
     def _from_cap(self, raw: bytes) -> tuple[CapAlert, Alert]:
-        """A CAP document (1.2, 1.1 or 1.0): an Alert or Update is animated from its best info block; a
-        Cancel stops the alerts it references; an Ack or Error is recorded, not animated."""
+        """A CAP document (1.2, 1.1 or 1.0): an Alert or Update is animated from its best info
+        block; a Cancel stops the alerts it references; an Ack or Error is recorded, not
+        animated."""
         cap = parse_cap(raw, self.settings.max_cap_bytes)
         if cap.msg_type == "Cancel":
             ids = [cap_alert_id(r.sender, r.identifier, r.sent) for r in cap.references]

@@ -56,7 +56,8 @@ from .alert import (DEFAULT_MAX_CHARS, Alert, CapDateTime, CapRef, CapToken, Eve
                     cap_datetime)
 from .errors import InvalidAlert
 
-__all__ = ["CAP_10_NS", "CAP_11_NS", "CAP_NS", "CAP_VERSIONS", "CapAlert", "CapArea", "CapInfo", "CapRef", "CapResource", "CapValue",
+__all__ = ["CAP_10_NS", "CAP_11_NS", "CAP_NS", "CAP_VERSIONS", "CapAlert", "CapArea", "CapInfo",
+           "CapRef", "CapResource", "CapValue",
            "DEFAULT_MAX_CAP_BYTES", "alert_to_animate", "cap_alert_id", "cap_datetime",
            "cap_update", "choose_info", "is_cap", "parse_cap", "to_alert"]
 
@@ -248,7 +249,8 @@ def is_cap(raw: bytes) -> bool:
 
 
 def parse_cap(raw: bytes, max_bytes: int = DEFAULT_MAX_CAP_BYTES) -> CapAlert:
-    """Read one CAP 1.2, 1.1 or 1.0 message, or raise InvalidAlert with the reason (see the module)."""
+    """Read one CAP 1.2, 1.1 or 1.0 message, or raise InvalidAlert with the reason (see the
+    module)."""
     if len(raw) > max_bytes:
         raise InvalidAlert("too_large", f"message has {len(raw)} bytes; the limit is {max_bytes}")
     return _cap_alert(_read(raw))
