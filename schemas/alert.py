@@ -96,6 +96,9 @@ class Alert(Record):
     status: Literal["Actual", "Exercise", "System", "Test", "Draft"] = "Actual"
     msg_type: Literal["Alert", "Update"] = "Alert"
     cap: CapRef | None = None  # the CAP message this alert was read from
+    # CAP 1.2 <scope>: who the alert is for. Unset is Public (a JSON alert may set it); the
+    # status page shows Public alerts only.
+    scope: Literal["Public", "Restricted", "Private"] | None = None
 
     def code_pairs(self) -> tuple[tuple[str, str], ...]:
         return tuple((c.value_name, c.value) for c in self.event_codes)
@@ -117,7 +120,7 @@ class Alert(Record):
 
 
 _ADDED_TO_V1 = {"urgency": None, "certainty": None, "status": "Actual", "msg_type": "Alert",
-                "cap": None}
+                "cap": None, "scope": None}
 
 
 def parse_alert(raw: bytes, max_chars: int = DEFAULT_MAX_CHARS) -> Alert:
