@@ -2,7 +2,8 @@
 
 Each agent hands its messages, with their positions, to the StageProcessor (agents/processing.py),
 which runs them off the event loop (the loop keeps polling Kafka and heartbeating); their outcomes
-leave through the outbox (agents/outbox.py). The web port's routes are agents/web.py.
+leave through the outbox (agents/outbox.py). The web port is agents/web.py, a server of its own on
+its own thread and loop, which Faust starts and stops with the app (`app.web_server`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from .settings import Settings
 from .status import Board, follow
 from .storage import store_from_settings
 from .topology import INGEST, all_topics, batched, parse_stages, source_topic
-from .web import add_routes
+from .web import Routes, WebPort
 
 log = logging.getLogger("alertanim")
 
@@ -61,11 +62,11 @@ def create_app(settings: Settings, adapter: Adapter | None = None) -> faust.App:
         topic_replication_factor=settings.replication_factor,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        # The web port is our own server (agents/web.py, registered below with
+        # app.web_server), so Faust's aiohttp stack is never built; its pages stay off.
         web_enabled=True,
         web_host=settings.web_host,
         web_port=settings.web_port,
-        web_in_thread=False,
-        # Faust's own pages (/router, /table, /graph, statistics) are not used: off.
         web_router_enabled=False,
         web_tables_enabled=False,
         web_graph_enabled=False,
@@ -182,9 +183,11 @@ def create_app(settings: Settings, adapter: Adapter | None = None) -> faust.App:
     async def follow_the_group() -> None:
         await follow(board, settings, on_lag=metrics.set_lag)
 
-    add_routes(app, settings=settings, stages=stages, board=board, ledger=adapter.ledger,
+    app.web_server(WebPort(
+        Routes(settings=settings, stages=stages, board=board, ledger=adapter.ledger,
                store=adapter.store, metrics=metrics, page_threads=threads.page,
-               library=adapter.library, ready_now=ready_now)
+               library=adapter.library, ready_now=ready_now),
+        settings.web_host, settings.web_port))
     return app
 
 

@@ -64,8 +64,18 @@ class Settings(BaseSettings):
 
     # Worker
     stages: str = "all"  # comma-separated subset of ingest and the graph's stages, or "all"
-    web_host: str = "0.0.0.0"
+    # The web port (agents/web.py): loopback only unless set (a container that is probed or
+    # scraped from outside sets 0.0.0.0).
+    web_host: str = "127.0.0.1"
     web_port: int = 6066
+    # The credential the status page, /status.json and the stored objects on the web port ask
+    # for (`Authorization: Bearer <token>`, or HTTP Basic with the token as the password, as a
+    # browser sends it). Unset: those routes answer clients on loopback only. /healthz, /ready
+    # and /metrics never ask for it.
+    web_token: SecretStr | None = None
+    # The Host names those routes answer to (a name a DNS rebinding could point elsewhere is
+    # refused with 421); "*" turns the check off. IPv6 addresses in brackets.
+    web_allowed_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "[::1]")
     max_text_chars: int = Field(default=5_000, ge=1)
     # Store a report.html beside each animation (its URL in AnimationReady.report).
     reports: bool = True
@@ -159,6 +169,17 @@ class Settings(BaseSettings):
         if (self.ssl_keyfile or self.ssl_password) and not self.ssl_certfile:
             raise ValueError("ssl_keyfile and ssl_password belong to a client certificate: "
                              "set ssl_certfile too")
+        return self
+
+    @model_validator(mode="after")
+    def _check_web(self) -> "Settings":
+        token = self.web_token.get_secret_value() if self.web_token else None
+        if token is not None and (len(token) < 16 or token != token.strip()):
+            raise ValueError("web_token must be at least 16 characters, without surrounding "
+                             "whitespace (e.g. python3 -c 'import secrets; "
+                             "print(secrets.token_urlsafe(32))')")
+        if not self.web_allowed_hosts:
+            raise ValueError('web_allowed_hosts is empty: name the hosts, or ["*"] for any')
         return self
 
     @property

@@ -5,12 +5,18 @@ consumer of its own (no group: each reads everything), so every worker shows the
 `Board` is what it has read: the last N alerts and the stage timings of the last minutes. It is
 plain data, fed by `follow`, and drawn as HTML by `render_status`: no script, no file from
 outside the worker; the page reloads itself.
+
+Only alerts for the public are listed: an alert whose CAP `<scope>` is Restricted or Private
+(`Alert.scope`) never gets a row, nor one whose scope the board cannot know (a CAP alert seen
+only by its `ready` event); such an alert's failure shows its id and reason, never its text.
+The per-stage figures and the lag count every alert.
 """
 
 from __future__ import annotations
 
 import asyncio
 import html
+import json
 import logging
 import time
 from collections import OrderedDict, deque
@@ -19,6 +25,7 @@ from urllib.parse import quote
 
 from alertanim.pipeline import graph
 from alertanim.schemas import AnimationReady, FailureRecord, StageMessage
+from alertanim.schemas.cap import is_cap, parse_cap
 
 from .topology import INGEST
 
@@ -58,6 +65,35 @@ def _first_words(text: str, n: int = TEXT_WORDS) -> str:
     return " ".join(words[:n]) + (" …" if len(words) > n else "")
 
 
+def is_public(scope: str | None) -> bool:
+    """An alert's scope allows the page: CAP's Public, or none given (a JSON alert)."""
+    return scope in (None, "Public")
+
+
+def _payload_scope(record: FailureRecord) -> tuple[bool, str | None]:
+    """What a failure record's payload says of its alert's scope: (read, scope). The payload is
+    the input itself (CAP XML or a JSON alert) or a stage message; a cut or unreadable one says
+    nothing."""
+    if record.payload_encoding != "utf-8" or record.payload_truncated:
+        return False, None
+    raw = record.payload.encode("utf-8")
+    if is_cap(raw):
+        try:
+            return True, parse_cap(raw).scope
+        except Exception:  # noqa: BLE001 - InvalidAlert, or anything a broken document gives
+            return False, None
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return True, None  # not JSON: not an alert at all, so no scope to keep
+    if isinstance(body, dict) and isinstance(body.get("alert"), dict):
+        body = body["alert"]  # a stage message
+    if not isinstance(body, dict):
+        return True, None
+    scope = body.get("scope")
+    return True, scope if isinstance(scope, str) or scope is None else "unreadable"
+
+
 def _percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -79,6 +115,10 @@ class Board:
         self.lag: dict[str, int] = {}  # the group's lag per topic it reads
         self.lag_at: float | None = None
         self.read = 0  # records read
+        # ids of the last alerts known not to be for the public: never given a row; and of rows
+        # made from a failure whose scope could not be read (shown without text)
+        self._hidden: OrderedDict[str, None] = OrderedDict()
+        self._unsure: OrderedDict[str, None] = OrderedDict()
         self._stage_of = {settings.stage_topic(s): s for s in graph.NAMES}
 
     # -- what was read -----------------------------------------------------------------------
@@ -107,8 +147,27 @@ class Board:
             self.rows.popitem(last=False)
         return row
 
+    def _mark(self, ids: OrderedDict, alert_id: str) -> None:
+        ids[alert_id] = None
+        ids.move_to_end(alert_id)
+        while len(ids) > 4 * self.keep:
+            ids.popitem(last=False)
+
+    def _hide(self, alert_id: str) -> None:
+        self.rows.pop(alert_id, None)
+        self._unsure.pop(alert_id, None)
+        self._mark(self._hidden, alert_id)
+
+    def _known_public(self, alert_id: str) -> bool:
+        return alert_id in self.rows and alert_id not in self._unsure
+
     def _stage(self, stage: str, msg: StageMessage, when: float) -> None:
         self._arrivals.append((when, stage))
+        if not is_public(msg.alert.scope):
+            self._hide(msg.alert_id)
+            self._trim(when)
+            return
+        self._unsure.pop(msg.alert_id, None)
         row = self._row(msg.alert_id, when)
         row.text = _first_words(msg.alert.text)
         row.received_at = msg.received_at
@@ -121,6 +180,13 @@ class Board:
         self._trim(when)
 
     def _ready(self, ready: AnimationReady, when: float) -> None:
+        self._timings.append((when, dict(ready.stage_seconds)))
+        self._trim(when)
+        # The event does not carry the scope: a CAP alert is shown only once its stage
+        # messages said it is Public (a JSON alert without a row has none to say otherwise).
+        if ready.alert_id in self._hidden or (ready.cap is not None
+                                              and not self._known_public(ready.alert_id)):
+            return
         row = self._row(ready.alert_id, when)
         row.state, row.reason = "ready", None
         row.subject, row.run = ready.subject, ready.run
@@ -129,18 +195,30 @@ class Board:
         row.report = ready.report is not None
         if not row.text and ready.alt_text:
             row.text = _first_words(ready.alt_text)
-        self._timings.append((when, dict(ready.stage_seconds)))
-        self._trim(when)
 
     def _failed(self, record: FailureRecord, when: float) -> None:
         if record.alert_id is None:  # unreadable input: it has no row, only a reason
-            row = self._row(f"(no id) {record.payload_sha256[:12]}", when)
+            alert_id = f"(no id) {record.payload_sha256[:12]}"
         else:
-            row = self._row(record.alert_id[:128], when)  # unchecked where ingest refused it
+            alert_id = record.alert_id[:128]  # unchecked where ingest refused it
+        if alert_id in self._hidden:
+            return
+        show_text = self._known_public(alert_id)
+        if not show_text:
+            read, scope = _payload_scope(record)
+            if read and not is_public(scope):
+                self._hide(alert_id)
+                return
+            show_text = read  # an input whose scope cannot be read keeps only id and reason
+            if read:
+                self._unsure.pop(alert_id, None)
+            else:
+                self._mark(self._unsure, alert_id)
+        row = self._row(alert_id, when)
         if row.state == "ready":  # a late record of a copy; the alert itself went out
             return
         row.state, row.reason = "failed", record.reason
-        if not row.text and record.payload_encoding == "utf-8":
+        if show_text and not row.text and record.payload_encoding == "utf-8":
             row.text = _first_words(record.payload[:400])
 
     def _trim(self, now: float) -> None:

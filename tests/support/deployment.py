@@ -94,16 +94,21 @@ async def _ensure_topics(settings):
 class Worker:
     def __init__(self, env: dict, stages: str, log_dir: Path):
         self.port = free_port()
+        self.token = env.get("ALERTANIM_WEB_TOKEN")  # sent on the routes that ask for it
         self.log = log_dir / f"alertanim-worker-{self.port}.log"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "alertanim.agents.cli", "worker", "--stages", stages,
-             "--web-port", str(self.port), "--loglevel", "info"],
-            env={**os.environ, **env}, stdout=open(self.log, "wb"), stderr=subprocess.STDOUT,
-            start_new_session=True)
+        with open(self.log, "wb") as log:  # the worker writes to its own copy of the file
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "alertanim.agents.cli", "worker", "--stages", stages,
+                 "--web-port", str(self.port), "--loglevel", "info"],
+                env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True)
 
-    def get(self, path: str) -> tuple[int, bytes]:
+    def get(self, path: str, headers: dict | None = None) -> tuple[int, bytes]:
+        auth = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}",
+                                         headers={**auth, **(headers or {})})
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as r:
+            with urllib.request.urlopen(request, timeout=2) as r:
                 return r.status, r.read()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read()
