@@ -1,9 +1,10 @@
 """One loader for every model the method uses, by hub id, local directory or preset.
 
-`from_pretrained` is the only way models come in. The presets `tiny` (for tests and the embedded
-default) and `random-full` (full-size architectures with random weights, for GPU benchmarks) are
-built once from their configs, written with `save_pretrained`, and read back through the same
-loader as a user's checkpoints.
+`from_pretrained` is the only way models come in, and weights come from safetensors only; the
+default hub checkpoints are read at the commits `DEFAULT_REVISIONS` pins. The presets `tiny` (for
+tests and the embedded default) and `random-full` (full-size architectures with random weights,
+for GPU benchmarks) are built once from their configs, written with `save_pretrained`, and read
+back through the same loader as a user's checkpoints.
 """
 
 from __future__ import annotations
@@ -23,6 +24,15 @@ DEFAULT_IDS = {
     "clip": "openai/clip-vit-base-patch32",
     "clipseg": "CIDAS/clipseg-rd64-refined",
     "vit": "google/vit-base-patch16-224",
+}
+# Each default checkpoint pinned to one commit of its hub repository, so that what is loaded is
+# what was tested, not whatever is pushed there next. All four hold safetensors at these commits
+# (CLIP's main has only a pickle: its commit is the hub's safetensors conversion of it).
+DEFAULT_REVISIONS = {
+    "sd": "451f4fe16113bff5a5d2269ed5ad43b0592e9a14",
+    "clip": "c237dc49a33fc61debc9276459120b7eac67e7ef",
+    "clipseg": "999e0328d9e10b484360c477313983f9afdd7050",
+    "vit": "3f49326eb077187dfe1c2a2bb15fbd74e6ab91e3",
 }
 PRESETS = ("tiny", "random-full")
 _PRESET_VERSION = "1"
@@ -123,25 +133,32 @@ def load_models(
     ids, size = resolve_ids(source, cache_dir)
     dtype = dtype or torch.float32
     m = Models(ids=ids, image_size=size, parts=parts)
+    # The hub's checkpoints at their pinned commits; a directory (a preset, an export) as it is.
+    # Weights are read from safetensors only, never unpickled.
+    rev = {name: ({"revision": DEFAULT_REVISIONS[name]} if source == "default" else {})
+           for name in PARTS}
+    weights = {"use_safetensors": True}
     try:
         if "sd" in parts:
             m.text2img = StableDiffusionPipeline.from_pretrained(
                 ids["sd"], torch_dtype=dtype, safety_checker=None, feature_extractor=None,
-                requires_safety_checker=False)
+                requires_safety_checker=False, **rev["sd"], **weights)
         else:  # the mask is laid on the VAE's latent grid: its config says how coarse that is
-            vae_config = AutoencoderKL.load_config(ids["sd"], subfolder="vae")
+            vae_config = AutoencoderKL.load_config(ids["sd"], subfolder="vae", **rev["sd"])
             m.latent_cell = 2 ** (len(vae_config["block_out_channels"]) - 1)
         if "clip" in parts:
-            m.clip = CLIPModel.from_pretrained(ids["clip"], torch_dtype=dtype)
-            m.clip_processor = CLIPProcessor.from_pretrained(ids["clip"])
+            m.clip = CLIPModel.from_pretrained(ids["clip"], torch_dtype=dtype, **rev["clip"],
+                                               **weights)
+            m.clip_processor = CLIPProcessor.from_pretrained(ids["clip"], **rev["clip"])
         if "clipseg" in parts:
-            m.clipseg = CLIPSegForImageSegmentation.from_pretrained(ids["clipseg"],
-                                                                    torch_dtype=dtype)
-            m.clipseg_processor = CLIPSegProcessor.from_pretrained(ids["clipseg"])
+            m.clipseg = CLIPSegForImageSegmentation.from_pretrained(
+                ids["clipseg"], torch_dtype=dtype, **rev["clipseg"], **weights)
+            m.clipseg_processor = CLIPSegProcessor.from_pretrained(ids["clipseg"],
+                                                                   **rev["clipseg"])
         if "vit" in parts:
             m.vit = ViTModel.from_pretrained(ids["vit"], torch_dtype=dtype,
-                                             add_pooling_layer=False)
-            m.vit_processor = ViTImageProcessor.from_pretrained(ids["vit"])
+                                             add_pooling_layer=False, **rev["vit"], **weights)
+            m.vit_processor = ViTImageProcessor.from_pretrained(ids["vit"], **rev["vit"])
     except (OSError, ValueError) as exc:
         raise ModelsUnavailable(
             f"could not load the {source!r} models ({exc.__class__.__name__}: {exc}). "
