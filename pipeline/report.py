@@ -25,6 +25,9 @@ from .config import MethodConfig
 from .workflow import AlertRun
 
 THUMB = 256  # longest side of a photo in the page; the GIF itself is shown at its own size
+# The page's own policy, wherever it is opened from (disk, a mail, a presigned URL): its inline
+# images and style, nothing fetched, no script.
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 _OVERLAY = (230, 40, 40)
 
 _CSS = """
@@ -184,6 +187,7 @@ def render_report(run: AlertRun, config: MethodConfig) -> str:
     on_path = set(path.indices)
     parts = [
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
         f"<title>alertanim: {_e(subject.word)}</title><style>{_CSS}</style></head><body>",
         "<h1>How this alert became an animation</h1>",
         f'<section id="alert"><h2>Alert</h2><div class="alert">{_e(run.text)}</div>',
