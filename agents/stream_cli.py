@@ -27,10 +27,7 @@ EXIT_SETTINGS = 2
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    import faust
     from pydantic import ValidationError
-
-    from .app import create_app, ensure_topics
 
     try:
         settings = _settings(stages=args.stages, web_port=args.web_port, models=args.models,
@@ -45,6 +42,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     except BrokerCheckFailed as exc:
         print(scrub(f"alertanim: cannot start the worker: {exc}", settings), file=sys.stderr)
         return exc.exit_code
+    # The app (models, torch) is imported once the broker is known to take the worker: a worker
+    # that cannot start says so in seconds, however long those imports take.
+    import faust
+
+    from .app import create_app, ensure_topics
+
     asyncio.run(ensure_topics(settings))
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)

@@ -142,6 +142,7 @@ def test_scram_and_a_client_certificate_pass_the_preflight(sasl_kafka, tmp_path)
 
     from alertanim.agents.settings import Settings
     from alertanim.agents.stream_cli import BrokerCheckFailed, broker_preflight
+    from alertanim.schemas.errors import AlertanimError
 
     cert, key = make_cert(tmp_path, "client", (sasl_kafka.ca_file, sasl_kafka.ca_key_file),
                           key_password="client-key-pw")
@@ -155,5 +156,7 @@ def test_scram_and_a_client_certificate_pass_the_preflight(sasl_kafka, tmp_path)
     with pytest.raises(BrokerCheckFailed, match="authentication failed") as refused:
         asyncio.run(broker_preflight(bad, wait_s=10))
     assert refused.value.exit_code == EXIT_REFUSED
+    assert refused.value.reason == "broker_refused" and not refused.value.transient
+    assert isinstance(refused.value, AlertanimError)
     assert "not-the-password" not in str(refused.value)
     assert time.monotonic() - start < 5
