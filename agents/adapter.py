@@ -53,7 +53,11 @@ class Adapter:
             raise InvalidMessage(f"no stage {name!r} in the graph") from None
 
     def decode(self, name: str, raw: bytes) -> StageMessage:
-        """A stage message for stage `name`, checked against the graph and the ledger."""
+        """A stage message for stage `name`, checked against the graph and the ledger: it is
+        for this stage, of this worker's run, names only keys the ledger derives for its alert's
+        run, and its alert is the one the first claim on its id recorded. A message written to
+        an intermediate topic under another alert's id, or under a run of its own, is refused
+        here, before anything is read, written or sent for it."""
         try:
             msg = StageMessage.from_bytes(raw)
         except ValueError as exc:  # pydantic's ValidationError is a ValueError
@@ -61,7 +65,11 @@ class Adapter:
         if msg.stage != name:
             raise InvalidMessage(f"a message for stage {msg.stage!r} on {name!r}'s topic",
                                  alert_id=msg.alert_id)
+        if msg.run != self.run:
+            raise InvalidMessage(f"a message of run {msg.run!r}; this worker makes run "
+                                 f"{self.run!r}", reason="foreign_run", alert_id=msg.alert_id)
         self.ledger.check(msg)
+        self.ledger.check_claim(msg)
         if msg.alert.cap is not None and self.ledger.cancelled(msg.alert_id):
             raise NotAnimated("cancelled", f"a CAP Cancel named this alert; stopped before "
                               f"{name}", msg.alert_id)
@@ -96,7 +104,10 @@ class Adapter:
             msg = msgs[i]
             seconds = {**msg.seconds, name: elapsed}
             if last:
-                results[i] = self.completion.finish(msg, artifacts, seconds, row)
+                ready, fresh = self.completion.finish_once(msg, artifacts, seconds, row)
+                # one stored already (another copy got there first): that one is the result,
+                # sent only if it is not out yet
+                results[i] = ready if fresh else Stored(ready)
             else:
                 results[i] = msg.model_copy(update={
                     "stage": graph.NEXT[name], "seconds": seconds,
@@ -144,9 +155,10 @@ class Adapter:
                         uploads.append((key, im))
                     keys.append(key)
                 artifacts[port.name] = ImageRefs(keys=keys)
-        # list() waits for every put and re-raises the first failure
+        # Written once: a redelivery finds the first delivery's images under the same keys and
+        # passes those on. list() waits for every write and re-raises the first failure.
         list(self.threads.io.map(
-            lambda kv: self.store.put(kv[0], png_bytes(kv[1]), "image/png"), uploads))
+            lambda kv: self.store.put_if_absent(kv[0], png_bytes(kv[1]), "image/png"), uploads))
         return artifacts
 
     def close(self) -> None:

@@ -43,6 +43,15 @@ class Completion:
                inputs: dict[str, Any]) -> AnimationReady:
         """Store the renditions, then the completion, and return the event to send. `inputs`:
         what the last stage read, already fetched (the report reuses them)."""
+        return self.finish_once(msg, artifacts, seconds, inputs)[0]
+
+    def finish_once(self, msg: StageMessage, artifacts: dict[str, Any],
+                    seconds: dict[str, float], inputs: dict[str, Any]
+                    ) -> tuple[AnimationReady, bool]:
+        """As `finish`, and whether this call stored the completion. Everything is written
+        once: renditions already there are kept (and described as stored), and a completion
+        already stored (another copy of the message got there first) is the one returned,
+        with False, its report left to whoever stored it."""
         animations: list[Animation] = [a for name, port in graph.PORTS.items()
                                        if port.kind is Kind.ANIMATIONS
                                        for a in artifacts.get(name, ())]
@@ -53,8 +62,6 @@ class Completion:
             key = self.ledger.report_key(msg.alert_id, msg.run)
             url, expires = self.store.url(key, self.settings.presign_expiry_s)
             report = Report(s3_uri=self.store.uri(key), url=url, url_expires_at=expires)
-            with self._lock:
-                self._reports[(msg.alert_id, msg.run)] = (msg, everything, seconds, inputs)
         values = values_of(everything, msg)
         subject = values["subject"]
         ready = AnimationReady(
@@ -69,18 +76,24 @@ class Completion:
             severity=msg.alert.severity, urgency=msg.alert.urgency,
             certainty=msg.alert.certainty, area=msg.alert.area,
             completed_at=round(time.time(), 3))
-        self.ledger.record_ready(ready)
-        return ready
+        if not self.ledger.record_ready(ready):
+            stored = self.ledger.finished(msg.alert_id, msg.run)
+            if stored is not None:
+                return stored, False
+        if report is not None:
+            with self._lock:
+                self._reports[(msg.alert_id, msg.run)] = (msg, everything, seconds, inputs)
+        return ready, True
 
     def _rendition(self, msg: StageMessage, a: Animation) -> Rendition:
         key = self.ledger.rendition_key(msg.alert_id, msg.run, a.content_type)
-        uri = self.store.put(key, a.data, a.content_type)
+        data = self.ledger.put_once(key, a.data, a.content_type)  # what the store holds
         url, expires = self.store.url(key, self.settings.presign_expiry_s)
-        return Rendition(media_type=a.content_type, s3_uri=uri, url=url, url_expires_at=expires,
-                         bytes=len(a.data), width=a.width, height=a.height,
-                         frame_count=a.frame_count, duration_ms=a.duration_ms,
-                         sha256=hashlib.sha256(a.data).hexdigest(),
-                         sha1=hashlib.sha1(a.data).hexdigest())
+        return Rendition(media_type=a.content_type, s3_uri=self.store.uri(key), url=url,
+                         url_expires_at=expires, bytes=len(data), width=a.width,
+                         height=a.height, frame_count=a.frame_count, duration_ms=a.duration_ms,
+                         sha256=hashlib.sha256(data).hexdigest(),
+                         sha1=hashlib.sha1(data).hexdigest())
 
     def after_event(self, ready: AnimationReady, sent: bool) -> None:
         """The event left (or, `sent` False, was left to another worker): draw its report now,
@@ -112,7 +125,8 @@ class Completion:
                     values[name] = images if port.kind is Kind.IMAGES else images[0]
             page = render_report(AlertRun(values, seconds), self.settings.method).encode("utf-8")
             key = self.ledger.report_key(msg.alert_id, msg.run)
-            uri = self.store.put(key, page, "text/html; charset=utf-8")
+            self.store.put_if_absent(key, page, "text/html; charset=utf-8")  # written once
+            uri = self.store.uri(key)
             url, expires = self.store.url(key, self.settings.presign_expiry_s)
         except Exception as exc:  # noqa: BLE001 - a report is never worth an alert
             log.warning("no report for %s: %r", msg.alert_id, exc)

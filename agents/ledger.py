@@ -12,8 +12,10 @@ per alert. One place derives keys; nothing else builds them.
     failed/<sha256>                             an input too large for its failure record
 
 `run` names everything one configuration produces for an alert: the method's settings, the model
-source and the pipeline version. Keys are deterministic, so a redelivered message rewrites the
-same objects.
+source and the pipeline version. Keys are deterministic, and every output is written once, with
+a conditional write (S3's `If-None-Match: *`): a redelivered message finds its objects there and
+rewrites nothing, and a replayed or forged one cannot overwrite them. A stage message is believed
+only for the alert the first claim on its id recorded (`check_claim`).
 """
 
 from __future__ import annotations
@@ -22,17 +24,20 @@ import enum
 import hashlib
 import json
 import re
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from alertanim.pipeline import __version__ as PIPELINE_VERSION
 from alertanim.pipeline.animate import EXTENSIONS
 from alertanim.pipeline.config import MethodConfig
-from alertanim.schemas import Alert, AnimationReady, ImageRefs, InvalidAlert, InvalidMessage, StageMessage
+from alertanim.schemas import (Alert, AnimationReady, ArtifactMissing, ImageRefs, InvalidAlert,
+                               InvalidMessage, StageMessage)
 
 from .storage import ObjectStore
 
-
+CLAIMS_CACHED = 4_096  # claims kept in memory: a claim never changes once written
 
 def run_id(config: MethodConfig, models: str, version: str = PIPELINE_VERSION) -> str:
     basis = f"{config.fingerprint()}|{models}|{version}"
@@ -61,6 +66,8 @@ class Ledger:
     def __init__(self, store: ObjectStore, presign_expiry_s: int):
         self.store = store
         self.presign_expiry_s = presign_expiry_s
+        self._claims: OrderedDict[str, str] = OrderedDict()  # alert id → claimed content hash
+        self._claims_lock = threading.Lock()  # decoding runs on several threads
 
     # -- keys --------------------------------------------------------------------------------
     @staticmethod
@@ -129,6 +136,56 @@ class Ledger:
                     raise InvalidMessage(f"artifact {name!r} names keys outside this alert's "
                                          f"run: {bad[0]!r}", alert_id=msg.alert_id)
 
+    def check_claim(self, msg: StageMessage) -> None:
+        """Refuse a stage message whose alert is not the one claimed under its id: a message
+        written to an intermediate topic under a victim's id, with other content, must not make
+        a worker work on (and write under) the victim's folder. The claim is the first writer's
+        record, made at ingest with a conditional write; its content hash is compared, not just
+        the id."""
+        claimed = self.claimed_hash(msg.alert_id)
+        if claimed is None:
+            raise InvalidMessage(f"no alert was claimed under the id {msg.alert_id!r}: a stage "
+                                 "message that did not come through ingest",
+                                 reason="forged_message", alert_id=msg.alert_id)
+        if claimed != msg.alert.content_hash():
+            raise InvalidMessage(f"the message's alert is not the one claimed under the id "
+                                 f"{msg.alert_id!r} (other content)", reason="forged_message",
+                                 alert_id=msg.alert_id)
+
+    def claimed_hash(self, alert_id: str) -> str | None:
+        """The content hash the first claim on `alert_id` recorded, or None when there is no
+        claim. Claims are written once and never change, so what was read is kept."""
+        with self._claims_lock:
+            digest = self._claims.get(alert_id)
+            if digest is not None:
+                self._claims.move_to_end(alert_id)
+                return digest
+        try:
+            seen = json.loads(self.store.get(self.alert_key(alert_id)))
+        except ArtifactMissing:
+            return None
+        digest = seen.get("content_hash") if isinstance(seen, dict) else None
+        if not isinstance(digest, str):
+            return None
+        self._remember_claim(alert_id, digest)
+        return digest
+
+    def _remember_claim(self, alert_id: str, digest: str) -> None:
+        with self._claims_lock:
+            self._claims[alert_id] = digest
+            self._claims.move_to_end(alert_id)
+            while len(self._claims) > CLAIMS_CACHED:
+                self._claims.popitem(last=False)
+
+    # -- writing once ------------------------------------------------------------------------
+    def put_once(self, key: str, data: bytes, content_type: str) -> bytes:
+        """Write `key` unless an object is there already; the bytes the store holds under it
+        afterwards (`data`, or what an earlier write left: a redelivery's outputs are the first
+        delivery's). What is made from them (sizes, digests) describes what consumers fetch."""
+        if self.store.put_if_absent(key, data, content_type):
+            return data
+        return self.store.get(key)
+
     # -- the first claim on an alert id ------------------------------------------------------
     def claim(self, alert: Alert, source: str, run: str) -> ClaimResult:
         """Tell a new alert from a redelivery and a re-publication, atomically.
@@ -145,8 +202,10 @@ class Ledger:
                            "received_at": time.time()}).encode()
         key = self.alert_key(alert.id)
         if self.store.put_if_absent(key, body, "application/json"):
+            self._remember_claim(alert.id, digest)
             return ClaimResult(Claim.NEW)
         seen = json.loads(self.store.get(key))
+        self._remember_claim(alert.id, seen["content_hash"])
         if seen["content_hash"] != digest:
             raise InvalidAlert("duplicate_id_conflict",
                                f"alert id {alert.id!r} was already used for different content",
@@ -158,21 +217,25 @@ class Ledger:
 
     # -- CAP: the original document, and cancellation ----------------------------------------
     def record_cap(self, alert_id: str, document: bytes) -> None:
-        self.store.put(self.cap_key(alert_id), document, "application/xml")
+        """The CAP document an alert came in as; the first one stays (a re-publication with the
+        same content hash may differ in bytes the animation does not read)."""
+        self.store.put_if_absent(self.cap_key(alert_id), document, "application/xml")
 
     def cap_document(self, alert_id: str) -> bytes:
         return self.store.get(self.cap_key(alert_id))
 
     def cancel(self, alert_id: str, by: str) -> None:
-        self.store.put(self.cancelled_key(alert_id), by.encode(), "text/plain")
+        self.store.put_if_absent(self.cancelled_key(alert_id), by.encode(), "text/plain")
 
     def cancelled(self, alert_id: str) -> bool:
         return self.store.exists(self.cancelled_key(alert_id))
 
     # -- completion: stored, then sent, then marked ------------------------------------------
-    def record_ready(self, ready: AnimationReady) -> None:
-        self.store.put(self.ready_key(ready.alert_id, ready.run), ready.to_bytes(),
-                       "application/json")
+    def record_ready(self, ready: AnimationReady) -> bool:
+        """Store the completion, once: False when one was stored already (it stays, and is the
+        one to send)."""
+        return self.store.put_if_absent(self.ready_key(ready.alert_id, ready.run),
+                                        ready.to_bytes(), "application/json")
 
     def finished(self, alert_id: str, run: str) -> AnimationReady | None:
         """The stored completion of this run, with fresh URLs, or None."""
@@ -199,8 +262,9 @@ class Ledger:
         return self.store.exists(self.instant_key(alert_id, run))
 
     def mark_instant_sent(self, alert_id: str, run: str) -> None:
-        self.store.put(self.instant_key(alert_id, run), b"", "application/octet-stream")
+        self.store.put_if_absent(self.instant_key(alert_id, run), b"",
+                                 "application/octet-stream")
 
     def mark_emitted(self, ready: AnimationReady) -> None:
-        self.store.put(self.emitted_key(ready.alert_id, ready.run), b"",
-                       "application/octet-stream")
+        self.store.put_if_absent(self.emitted_key(ready.alert_id, ready.run), b"",
+                                 "application/octet-stream")

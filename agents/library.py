@@ -3,8 +3,10 @@
 `alertanim library build` or by a GPU worker while it is idle, and listed for operators.
 
 An entry is its renditions and report, then `entry.json`, written last and only if absent: an
-entry that is there is whole, and a second build renders nothing. Entries never change under a
-run, so lookups are cached; a miss is asked again after a short while (a build may be under way).
+entry that is there is whole, and a second build renders nothing. Every object is written once
+(a conditional write), so two builders racing cannot mix their bytes under one entry. Entries
+never change under a run, so lookups are cached; a miss is asked again after a short while (a
+build may be under way).
 """
 
 from __future__ import annotations
@@ -119,18 +121,20 @@ class Library:
         renditions = []
         for a in run.animations:
             key = self.ledger.library_rendition_key(self.run, entry.name, a.content_type)
-            uri = self.store.put(key, a.data, a.content_type)
+            # written once: a second builder keeps the first one's bytes, and describes those
+            data = self.ledger.put_once(key, a.data, a.content_type)
             url, expires = self.store.url(key, self.settings.presign_expiry_s)
             renditions.append(Rendition(
-                media_type=a.content_type, s3_uri=uri, url=url, url_expires_at=expires,
-                bytes=len(a.data), width=a.width, height=a.height, frame_count=a.frame_count,
-                duration_ms=a.duration_ms, sha256=hashlib.sha256(a.data).hexdigest(),
-                sha1=hashlib.sha1(a.data).hexdigest()))
+                media_type=a.content_type, s3_uri=self.store.uri(key), url=url,
+                url_expires_at=expires, bytes=len(data), width=a.width, height=a.height,
+                frame_count=a.frame_count, duration_ms=a.duration_ms,
+                sha256=hashlib.sha256(data).hexdigest(), sha1=hashlib.sha1(data).hexdigest()))
         report_key = None
         if self.settings.reports:
             report_key = self.ledger.library_report_key(self.run, entry.name)
-            self.store.put(report_key, render_report(run, self.settings.method).encode("utf-8"),
-                           "text/html; charset=utf-8")
+            self.store.put_if_absent(
+                report_key, render_report(run, self.settings.method).encode("utf-8"),
+                "text/html; charset=utf-8")
         record = LibraryEntry(
             entry=entry.name, run=self.run, hazard=entry.subject.hazard,
             subject=entry.subject.word, prompt=entry.subject.prompt, renditions=renditions,

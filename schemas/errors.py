@@ -51,7 +51,9 @@ class NotAnimated(InvalidInput):
 
 class InvalidMessage(InvalidInput):
     """A message on an intermediate topic that does not fit the stage graph: not a stage
-    message, a stage that does not exist, a missing input, a key the ledger would not derive."""
+    message, a stage that does not exist, a missing input, a key the ledger would not derive;
+    or one that would take over an alert: its alert is not the one the ledger claimed under its
+    id (forged_message), or its run is not the worker's own (foreign_run)."""
 
     reason = "invalid_message"
 
@@ -144,6 +146,10 @@ REASONS = {
     "cap_cancel": "a CAP Cancel: the alerts it references are not animated (the message names them)",
     "cancelled": "a CAP Cancel named this alert: no animation; a run in flight stops at its next stage",
     "invalid_message": "an intermediate message that does not fit the stage graph",
+    "forged_message": "an intermediate message whose alert is not the one the ledger claimed under "
+                      "its id (other content, or no claim): refused, the alert named goes on",
+    "foreign_run": "an intermediate message for a run (method settings, models, version) other "
+                   "than the worker's own: refused, nothing of that run is written or sent",
     "stage_error": "a stage kept failing after its retries",
     "transient_error": "a stage kept failing with errors that waiting could fix, past the deadline",
     "store_unavailable": "the object store stayed unreachable past the retry deadline",
