@@ -58,7 +58,9 @@ class Completion:
         everything = {**msg.artifacts, **artifacts}
         renditions = list(self.io.map(lambda a: self._rendition(msg, a), animations))
         report = None
-        if self.settings.reports:  # named now, drawn once the event is out (after_event)
+        # named now, drawn once the event is out (after_event); an alert not for the public
+        # (CAP scope Restricted or Private) gets no report, so no link to one goes out
+        if self.settings.reports and msg.alert.scope in (None, "Public"):
             key = self.ledger.report_key(msg.alert_id, msg.run)
             url, expires = self.store.url(key, self.settings.presign_expiry_s)
             report = Report(s3_uri=self.store.uri(key), url=url, url_expires_at=expires)

@@ -138,7 +138,8 @@ def test_cli_run_writes_gif_and_summary(tmp_path, model_cache):
     assert summary["subject"] == "fire"
     assert summary["hazard"] == "fire" and summary["language"] == "ko"
     assert summary["prompt"].isascii() and "fire" in summary["prompt"]
-    assert Image.open(out).n_frames == summary["gif"]["frames"]
+    with Image.open(out) as gif:
+        assert gif.n_frames == summary["gif"]["frames"]
     assert out.stat().st_size == summary["gif"]["bytes"] <= 300_000
 
 
