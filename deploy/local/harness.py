@@ -137,23 +137,36 @@ class KafkaBroker:
 
     With `sasl_ssl=True` it also listens SASL_SSL on `sasl_bootstrap`: TLS with a certificate for
     127.0.0.1 and localhost signed by a CA made in its workdir (`ca_file`, PEM), then SASL PLAIN or
-    SCRAM-SHA-256 as `username` with `password` (random per broker). A client certificate signed
-    by the same CA is accepted, not required. The PLAINTEXT listener stays, for the broker's own
+    SCRAM-SHA-256 as `username` with `password` (random per broker), or as any of `users` (each
+    with a random password of its own, `passwords[user]`). A client certificate signed by the
+    same CA is accepted, not required. The PLAINTEXT listener stays, for the broker's own
     traffic.
+
+    With `acls=True` (which implies `sasl_ssl`) the broker authorizes every request
+    (StandardAuthorizer, `allow.everyone.if.no.acl.found=false`): the harness's admin, the
+    PLAINTEXT listener's `User:ANONYMOUS` on loopback (which the controller connection also
+    is), and `username` are super users; every other user may do only what its ACLs allow
+    (`create_acls`, made with kafka.admin.AclCommand from the broker's own jars).
     """
 
     username = "alertanim"
+    AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
 
     def __init__(self, workdir: Path | None = None, port: int | None = None,
-                 sasl_ssl: bool = False):
+                 sasl_ssl: bool = False, acls: bool = False, users: tuple[str, ...] = ()):
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="alertanim-kafka-"))
         self.port = port or free_port()
         self.controller_port = free_port()
         self.proc: subprocess.Popen | None = None
         self.log_path = self.workdir / "broker.log"
-        self.sasl_ssl = sasl_ssl
-        self.sasl_port = free_port() if sasl_ssl else None
-        self.password = f"pw-{uuid.uuid4().hex}" if sasl_ssl else None
+        self.acls = acls
+        self.sasl_ssl = sasl_ssl or acls or bool(users)
+        self.sasl_port = free_port() if self.sasl_ssl else None
+        self.password = f"pw-{uuid.uuid4().hex}" if self.sasl_ssl else None
+        self.passwords: dict[str, str] = {}
+        if self.sasl_ssl:
+            self.passwords = {self.username: self.password,
+                              **{u: f"pw-{uuid.uuid4().hex}" for u in users}}
         self.tls_dir = self.workdir / "tls"
         self._store_password = uuid.uuid4().hex
 
@@ -177,23 +190,58 @@ class KafkaBroker:
         """The CA's private key, to sign client certificates the broker accepts."""
         return self.tls_dir / "ca-key.pem"
 
-    def sasl_client_kwargs(self, **overrides) -> dict:
-        """aiokafka keyword arguments for the SASL_SSL listener (PLAIN)."""
+    def sasl_client_kwargs(self, user: str | None = None, **overrides) -> dict:
+        """aiokafka keyword arguments for the SASL_SSL listener (PLAIN), as `user` (default:
+        `username`, a super user when `acls`)."""
         from aiokafka.helpers import create_ssl_context
 
+        user = user or self.username
         return {"bootstrap_servers": self.sasl_bootstrap, "security_protocol": "SASL_SSL",
                 "ssl_context": create_ssl_context(cafile=str(self.ca_file)),
-                "sasl_mechanism": "PLAIN", "sasl_plain_username": self.username,
-                "sasl_plain_password": self.password, **overrides}
+                "sasl_mechanism": "PLAIN", "sasl_plain_username": user,
+                "sasl_plain_password": self.passwords[user], **overrides}
 
-    def sasl_env(self) -> dict[str, str]:
-        """ALERTANIM_* settings that point a worker at the SASL_SSL listener."""
+    def sasl_env(self, user: str | None = None) -> dict[str, str]:
+        """ALERTANIM_* settings that point a worker at the SASL_SSL listener, as `user`."""
+        user = user or self.username
         return {"ALERTANIM_BROKER": f"kafka://{self.sasl_bootstrap}",
                 "ALERTANIM_SECURITY_PROTOCOL": "SASL_SSL",
                 "ALERTANIM_SASL_MECHANISM": "PLAIN",
-                "ALERTANIM_SASL_USERNAME": self.username,
-                "ALERTANIM_SASL_PASSWORD": self.password,
+                "ALERTANIM_SASL_USERNAME": user,
+                "ALERTANIM_SASL_PASSWORD": self.passwords[user],
                 "ALERTANIM_SSL_CAFILE": str(self.ca_file)}
+
+    def create_acls(self, grants) -> int:
+        """Make the ACLs of `grants` (alertanim.agents.acls.Grant, the table deploy/ ships too)
+        with kafka.admin.AclCommand, as the harness's admin on the PLAINTEXT listener; how many
+        commands ran. AclCommand is what kafka-acls.sh runs: the same arguments as the compose
+        file's ACL service."""
+        from alertanim.agents.acls import acl_command_args
+
+        if not self.acls:
+            raise InfraError("this broker authorizes nothing: KafkaBroker(acls=True)")
+        commands = [args for grant in grants for args in acl_command_args(grant)]
+        jvm = [_java(), "-Xms32m", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+               "-Xshare:auto", f"-Dlog4j.configuration=file:{self._log4j()}",
+               "-cp", kafka_classpath(), "kafka.admin.AclCommand",
+               "--bootstrap-server", self.bootstrap]
+        # a few at a time: each is a JVM start, which is most of what one costs
+        running: list[tuple[list[str], subprocess.Popen]] = []
+        for args in commands:
+            running.append((args, subprocess.Popen([*jvm, *args], stdout=subprocess.PIPE,
+                                                   stderr=subprocess.STDOUT)))
+            if len(running) >= 3:
+                self._acl_done(*running.pop(0))
+        for item in running:
+            self._acl_done(*item)
+        return len(commands)
+
+    @staticmethod
+    def _acl_done(args: list[str], proc: subprocess.Popen) -> None:
+        out, _ = proc.communicate(timeout=120)
+        if proc.returncode:
+            raise InfraError(f"AclCommand {' '.join(args)} failed ({proc.returncode}):\n"
+                             + out.decode(errors="replace")[-3000:])
 
     def _make_tls(self) -> None:
         """The CA, the broker's certificate, and its PKCS12 keystore and truststore."""
@@ -232,8 +280,16 @@ class KafkaBroker:
             "auto.create.topics.enable=true",
             "log.flush.interval.messages=1",
             *self._sasl_ssl_config(),
+            *self._acl_config(),
         ]) + "\n")
         return props
+
+    def _acl_config(self) -> list[str]:
+        if not self.acls:
+            return []
+        return [f"authorizer.class.name={self.AUTHORIZER}",
+                f"super.users=User:ANONYMOUS;User:{self.username}",
+                "allow.everyone.if.no.acl.found=false"]
 
     def _sasl_ssl_config(self) -> list[str]:
         if not self.sasl_ssl:
@@ -243,7 +299,8 @@ class KafkaBroker:
             "sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256",
             "listener.name.sasl_ssl.plain.sasl.jaas.config="
             "org.apache.kafka.common.security.plain.PlainLoginModule required "
-            f'user_{self.username}="{self.password}";',
+            + " ".join(f'user_{user}="{password}"' for user, password in self.passwords.items())
+            + ";",
             "listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config="
             "org.apache.kafka.common.security.scram.ScramLoginModule required;",
             "ssl.keystore.type=PKCS12",
@@ -267,15 +324,16 @@ class KafkaBroker:
             scram: list[str] = []
             if self.sasl_ssl:
                 self._make_tls()
-                scram = ["--add-scram",
-                         f"SCRAM-SHA-256=[name={self.username},password={self.password}]"]
+                for user, password in self.passwords.items():
+                    scram += ["--add-scram", f"SCRAM-SHA-256=[name={user},password={password}]"]
             self._write_config()
             cluster_id = _cluster_id()
             subprocess.run([*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c",
                             str(props), *scram], check=True, env=env, stdout=subprocess.DEVNULL)
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([*jvm, "kafka.Kafka", str(props)], stdout=log,
-                                     stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        with open(self.log_path, "ab") as log:  # the broker keeps its own handle
+            self.proc = subprocess.Popen([*jvm, "kafka.Kafka", str(props)], stdout=log,
+                                         stderr=subprocess.STDOUT, env=env,
+                                         start_new_session=True)
         self._wait_ready(timeout)
         return self
 

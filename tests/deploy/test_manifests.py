@@ -684,3 +684,201 @@ def test_the_security_checks_reject_an_insecure_compose_file():
     assert init_problems(broken(compose, lambda s: s["minio-init"].update(
         command=[s["minio-init"]["command"][0].replace("set none", "set public")])))
     assert init_problems(broken(compose, lambda s: s["minio-init"].update(image="minio/mc:latest")))
+
+
+# --- Least privilege on Kafka: the ACL table (alertanim.agents.acls) is what deploy/ ships -----
+
+# The Kafka logins compose requires, one per role and client, as an operator exports them.
+KAFKA_PASSWORD_VARS = {name: f"ALERTANIM_KAFKA_{name.upper()}_PASSWORD"
+                       for name in ("ingest", "generate", "sample", "animate", "producer",
+                                    "watcher")}
+COMPOSE_ENV.update({var: f"kafka-{name}-pw-0" for name, var in KAFKA_PASSWORD_VARS.items()})
+
+
+def acl_table(**kw):
+    from alertanim.agents import acls
+    from alertanim.agents.settings import Settings
+
+    return {g.name: g for g in acls.deployment(Settings(), **kw)}
+
+
+def test_the_acl_table_keeps_each_role_to_its_own():
+    from alertanim.agents import acls
+    from alertanim.agents.settings import Settings
+    from alertanim.agents.topology import WORKER_STAGES, all_topics
+
+    s = Settings()
+    table = acl_table()
+    roles = [table[r] for r in acls.ROLES]
+    assert sorted(st for g in roles for st in g.stages) == sorted(WORKER_STAGES)
+    inputs = [t for g in roles for t in acls.inputs(s, g.stages)]
+    assert len(inputs) == len(set(inputs)) == len(WORKER_STAGES)  # each input read by one role
+    for g in roles:
+        assert set(g.write) <= set(all_topics(s)) and s.topic_alerts not in g.write
+        for other in roles:  # another role is handed its alerts at its first input only
+            theirs = acls.inputs(s, other.stages)
+            if other is not g:
+                assert set(g.write) & set(theirs) <= {theirs[0]}
+        assert g.groups == (f"{s.app_id}-{g.name}",) and g.principal == g.groups[0]
+        assert all(p.startswith(f"{g.groups[0]}.emit.") for p in g.transactional_prefixes)
+    # a stage topic is written by the role before it only; ready by the ends of the pipeline
+    for topic in all_topics(s):
+        writers = {g.name for g in roles if topic in g.write}
+        if topic == s.topic_failed:
+            assert writers == set(acls.ROLES)
+        elif topic in (s.topic_ready, s.topic_cap):
+            assert writers == {"ingest", "animate"}
+        elif topic == s.topic_alerts:
+            assert writers == set()
+        else:
+            assert len(writers) == 1, (topic, writers)
+    prefixes = [p for g in roles for p in g.transactional_prefixes]
+    assert not [(a, b) for a in prefixes for b in prefixes if a != b and b.startswith(a)]
+    assert table["producer"].write == (s.topic_alerts,) and not table["producer"].read
+    assert set(table["watcher"].read) == {s.topic_ready, s.topic_failed}
+    assert not table["watcher"].write
+    with pytest.raises(ValueError, match="share a consumer group"):
+        acls.deployment(s, app_ids={"ingest": "one", "generate": "one"})
+    # without the status page, a role reads its inputs (and the last one ready) only
+    quiet = acl_table(status_page=False)
+    assert all(not quiet[r].follow for r in acls.ROLES)
+    assert set(quiet["generate"].read) == {s.stage_topic("generate"), s.stage_topic("score"),
+                                           acls.leader_topic("alertanim-generate")}
+
+
+def compose_kafka_problems(compose) -> list[str]:
+    """The broker authorizes every request, and other containers reach it only over SASL."""
+    problems = []
+    env = compose["services"]["kafka"]["environment"]
+    if env.get("KAFKA_AUTHORIZER_CLASS_NAME") != (
+            "org.apache.kafka.metadata.authorizer.StandardAuthorizer"):
+        problems.append("kafka: no StandardAuthorizer")
+    if str(env.get("KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND")).lower() != "false":
+        problems.append("kafka: everyone is allowed where no ACL is found")
+    if env.get("KAFKA_SUPER_USERS") != "User:ANONYMOUS":
+        problems.append(f"kafka: super users {env.get('KAFKA_SUPER_USERS')!r}")
+    protocols = dict(p.split(":") for p in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    for listener in env["KAFKA_LISTENERS"].split(","):
+        name, address = listener.split("://")
+        host = address.rsplit(":", 1)[0]
+        if protocols.get(name) != "SASL_PLAINTEXT" and host not in ("localhost", "127.0.0.1"):
+            problems.append(f"kafka: {listener} ({protocols.get(name)}) is reachable from "
+                            "other containers")
+    for voter in env["KAFKA_CONTROLLER_QUORUM_VOTERS"].split(","):
+        if voter.split("@")[1].rsplit(":", 1)[0] not in ("localhost", "127.0.0.1"):
+            problems.append(f"kafka: controller {voter} is reachable from other containers")
+    for name, service in compose["services"].items():
+        senv = service.get("environment") or {}
+        if service.get("network_mode") == "service:kafka" and name not in ("kafka-acls",
+                                                                           "topics"):
+            problems.append(f"{name}: shares the broker's network (its super user's listener)")
+        if "kafka:9092" in str(senv.get("ALERTANIM_BROKER", "")):
+            if senv.get("ALERTANIM_SECURITY_PROTOCOL") != "SASL_PLAINTEXT" or \
+                    senv.get("ALERTANIM_SASL_MECHANISM") != "SCRAM-SHA-512":
+                problems.append(f"{name}: does not log in with SCRAM")
+            if not senv.get("ALERTANIM_SASL_USERNAME"):
+                problems.append(f"{name}: no Kafka user of its own")
+    return problems
+
+
+def test_compose_kafka_authorizes_every_request_and_takes_other_containers_over_sasl_only():
+    compose = load_compose()
+    assert compose_kafka_problems(compose) == []
+
+    def broken(mutate):
+        copy_ = copy.deepcopy(compose)
+        mutate(copy_["services"])
+        return compose_kafka_problems(copy_)
+
+    assert broken(lambda s: s["kafka"]["environment"].update(
+        KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND="true"))
+    assert broken(lambda s: s["kafka"]["environment"].pop("KAFKA_AUTHORIZER_CLASS_NAME"))
+    assert broken(lambda s: s["kafka"]["environment"].update(
+        KAFKA_LISTENERS="CLIENTS://:9092,ADMIN://:9094,CONTROLLER://localhost:9093"))
+    assert broken(lambda s: s["kafka"]["environment"].update(
+        KAFKA_SUPER_USERS="User:ANONYMOUS;User:alertanim-ingest"))
+    assert broken(lambda s: s["watcher"].update(network_mode="service:kafka"))
+    assert broken(lambda s: s["ingest"]["environment"].pop("ALERTANIM_SASL_USERNAME"))
+
+
+def test_compose_kafka_acls_service_makes_the_tables_users_and_acls():
+    from alertanim.agents import acls
+
+    raw = yaml.safe_load(compose_text())
+    compose = load_compose()
+    table = acl_table()
+    service = compose["services"]["kafka-acls"]
+    assert service["image"] == compose["services"]["kafka"]["image"]
+    assert service["network_mode"] == "service:kafka"
+    assert service["depends_on"]["kafka"]["condition"] == "service_healthy"
+    [script] = service["command"]
+    # the ACLs: exactly the table's, in its order (python -m alertanim.agents.acls script)
+    assert acls.commands(script) == [args for g in table.values()
+                                     for args in acls.acl_command_args(g)]
+    # a SCRAM user for each principal of the table, with the password its service logs in with
+    users = dict(re.findall(r"--entity-name (\S+) \\\s+--add-config "
+                            r"\"SCRAM-SHA-512=\[password=\$\$\{(\w+)\}\]\"",
+                            raw["services"]["kafka-acls"]["command"][0]))
+    assert users == {g.principal: KAFKA_PASSWORD_VARS[name] for name, g in table.items()}
+    for var in KAFKA_PASSWORD_VARS.values():
+        assert raw["services"]["kafka-acls"]["environment"][var] == f"${{{var}:?set {var}}}"
+    # each role's service runs the table's stages as its principal, in its group
+    clients = {"producer": "producer", "watcher": "watcher"}
+    for name, grant in table.items():
+        service = compose["services"][clients.get(name, name)]
+        env = service["environment"]
+        raw_env = raw["services"][clients.get(name, name)]["environment"]
+        assert env["ALERTANIM_SASL_USERNAME"] == grant.principal
+        var = KAFKA_PASSWORD_VARS[name]
+        assert raw_env["ALERTANIM_SASL_PASSWORD"] == f"${{{var}:?set {var}}}"
+        assert service["depends_on"]["kafka-acls"]["condition"] == "service_completed_successfully"
+        if grant.stages:
+            command = service["command"]
+            assert command[command.index("--stages") + 1] == ",".join(grant.stages)
+            assert command[command.index("--app-id") + 1] == grant.groups[0]
+    with pytest.raises(MissingVariable, match="ALERTANIM_KAFKA_SAMPLE_PASSWORD"):
+        load_compose({k: v for k, v in COMPOSE_ENV.items()
+                      if k != "ALERTANIM_KAFKA_SAMPLE_PASSWORD"})
+
+
+def test_kubernetes_acl_job_applies_the_table_and_each_role_logs_in_as_its_principal():
+    from alertanim.agents import acls
+
+    kust, docs = kustomize_docs()
+    table = acl_table(scaler=True)
+    config = by_kind("ConfigMap")[0]["data"]
+    assert config["ALERTANIM_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert config["ALERTANIM_SASL_MECHANISM"].startswith("SCRAM-")
+    assert config["ALERTANIM_SSL_CAFILE"].startswith("/etc/alertanim/kafka-ca/")
+    jobs = {j["metadata"]["name"]: j["spec"]["template"]["spec"] for j in by_kind("Job")}
+    [job] = jobs["alertanim-acls"]["containers"]
+    assert job["image"] == "alertanim"
+    assert job["command"] == ["python", "-m", "alertanim.agents.acls"]
+    assert job["args"] == ["apply", "--scaler"]
+    for spec in (jobs["alertanim-acls"], jobs["alertanim-topics"]):  # as the Kafka admin
+        refs = {s["secretRef"]["name"] for s in spec["containers"][0]["envFrom"]
+                if "secretRef" in s}
+        assert refs == {"alertanim-kafka-admin"}
+    scaler_auth = {d["metadata"]["name"]: d for d in docs if d["kind"] == "TriggerAuthentication"}
+    for dep in by_kind("Deployment"):
+        role = dep["metadata"]["name"].removeprefix("alertanim-")
+        grant = table[role]
+        [c] = dep["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e["value"] for e in c["env"]}
+        assert env["ALERTANIM_SASL_USERNAME"] == grant.principal
+        assert env["ALERTANIM_APP_ID"] == grant.groups[0]
+        assert c["args"][c["args"].index("--stages") + 1] == ",".join(grant.stages)
+        refs = [s["secretRef"]["name"] for s in c["envFrom"] if "secretRef" in s]
+        assert f"alertanim-kafka-{role}" in refs and "alertanim-kafka-admin" not in refs
+        mounts = {m["mountPath"] for m in c["volumeMounts"]}
+        assert config["ALERTANIM_SSL_CAFILE"].rsplit("/", 1)[0] in mounts
+    for so in by_kind("ScaledObject"):
+        [trigger] = so["spec"]["triggers"]
+        assert trigger["authenticationRef"]["name"] in scaler_auth
+        assert trigger["metadata"]["consumerGroup"] in table["scaler"].describe_groups
+        assert trigger["metadata"]["topic"] in table["scaler"].describe
+        assert trigger["metadata"]["bootstrapServers"] == config["ALERTANIM_BROKER"].split(
+            "://", 1)[1]
+    for name in ("alertanim-kafka-admin", "alertanim-kafka-ca", "alertanim-kafka-scaler",
+                 *(f"alertanim-kafka-{r}" for r in acls.ROLES)):
+        assert re.search(rf"create secret generic {re.escape(name)}\b", K8S_COMMENTS), name

@@ -249,3 +249,14 @@ def consume(settings, topics: list[str], until, timeout: float) -> list:
             await consumer.stop()
         return records
     return asyncio.run(run())
+
+
+@pytest.fixture(scope="module")
+def acl_kafka(request, tmp_path_factory):
+    """A broker of the module's own that authorizes every request (StandardAuthorizer, no ACL
+    means no access), with a SASL_SSL listener and one user for each name in the module's
+    `ACL_USERS`; the harness's admin (PLAINTEXT on loopback, and `username`) is a super user."""
+    users = tuple(getattr(request.module, "ACL_USERS", ()))
+    broker = KafkaBroker(tmp_path_factory.mktemp("kafka-acls"), acls=True, users=users).start()
+    yield broker
+    broker.cleanup()
