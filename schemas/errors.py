@@ -31,7 +31,7 @@ class InvalidInput(AlertanimError):
 
 class InvalidAlert(InvalidInput):
     """An `alerts` message refused: not_utf8, not_json, not_object, missing_field, empty_text,
-    text_too_long, invalid_field, unknown_schema_version, duplicate_id_conflict, key_mismatch;
+    text_too_long, invalid_field, unknown_schema_version, duplicate_id_conflict;
     and for CAP XML
     (schemas/cap.py): too_large, not_xml, xml_entities, xml_external_entity, xml_dtd, not_cap,
     unsupported_cap_version, invalid_cap, cap_msg_type."""
@@ -132,15 +132,14 @@ REASONS = {
     "invalid_field": "a field has the wrong type or an invalid value",
     "unknown_schema_version": "a schema_version this worker does not read",
     "duplicate_id_conflict": "an alert id reused for other content",
-    "key_mismatch": "a record whose Kafka key is not its alert's id (CAP: the id made from its "
-                    "sender, identifier and sent)",
     "too_large": "a CAP message longer than the byte limit, refused before it is parsed",
     "not_xml": "a CAP message that is not well-formed XML in its declared encoding",
     "xml_entities": "XML that declares entities (billion laughs, quadratic blowup): never expanded",
     "xml_external_entity": "XML that declares or references an external entity: never fetched",
     "xml_dtd": "XML with a document type declaration (CAP has none): never read",
-    "not_cap": "XML whose root is not a CAP 1.2 <alert>",
-    "unsupported_cap_version": "a CAP 1.0 or 1.1 message; only CAP 1.2 is read",
+    "not_cap": "XML whose root is not a CAP 1.0, 1.1 or 1.2 <alert>",
+    "unsupported_cap_version": "a CAP <alert> in the namespace of a version not read here "
+                               "(CAP 1.0, 1.1 and 1.2 are read)",
     "invalid_cap": "a CAP element missing, repeated or outside CAP's values (the detail names it)",
     "cap_msg_type": "a CAP Cancel, Ack or Error, which announces nothing to animate",
     "cap_cancel": "a CAP Cancel: the alerts it references are not animated (the message names them)",
