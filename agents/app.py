@@ -112,6 +112,8 @@ def create_app(settings: Settings, adapter: Adapter | None = None) -> faust.App:
                 await asyncio.wait_for(emitter.close(), 10)
             except Exception as exc:  # noqa: BLE001 - shutting down regardless
                 log.warning("transactional producers did not close cleanly: %r", exc)
+        # the reports of events already out: drawn before the threads go, within reason
+        await asyncio.get_running_loop().run_in_executor(None, adapter.completion.drain, 10)
         threads.close()
 
     def make_agent(stage: str):

@@ -37,6 +37,7 @@ class Completion:
         self.host = host
         self.io = io  # the IO threads: renditions upload in parallel, reports after events
         self._reports: dict[tuple[str, str], tuple] = {}  # what each pending report is drawn from
+        self._drawing: set = set()  # reports being drawn (futures), for drain()
         self._lock = threading.Lock()
 
     def finish(self, msg: StageMessage, artifacts: dict[str, Any], seconds: dict[str, float],
@@ -103,7 +104,23 @@ class Completion:
         with self._lock:
             pending = self._reports.pop((ready.alert_id, ready.run), None)
         if pending is not None and sent:
-            self.io.submit(self._report, *pending)
+            future = self.io.submit(self._report, *pending)
+            with self._lock:
+                self._drawing.add(future)
+            future.add_done_callback(self._drawn)
+
+    def _drawn(self, future) -> None:
+        with self._lock:
+            self._drawing.discard(future)
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Wait for the reports being drawn (a worker stopping, a test); False if some were not
+        done within `timeout` seconds."""
+        from concurrent.futures import wait
+
+        with self._lock:
+            drawing = set(self._drawing)
+        return not wait(drawing, timeout=timeout).not_done
 
     def _report(self, msg: StageMessage, artifacts: dict[str, Any], seconds: dict[str, float],
                 inputs: dict[str, Any]) -> Report | None:

@@ -41,7 +41,8 @@ from alertanim.pipeline.sample import masked_variants
 from alertanim.pipeline.stage import Context
 from alertanim.pipeline.subject import primary_subject
 from alertanim.pipeline.workflow import CPU_PART, MODEL_PART, advance, run_workflow, run_workflow_batch
-from tests.bench.flops import H200_BF16_TFLOPS
+from tests.support.flops import H200_BF16_TFLOPS, count_flops
+from tests.support.stats import pct
 
 TEXTS = [
     "A fire has broken out in the building",
@@ -51,11 +52,6 @@ TEXTS = [
     "Chemical leak at the industrial park, close windows",
     "Typhoon approaching the coast, stay indoors",
 ]
-
-
-def pct(values, q):
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
 def sync(device):
@@ -72,15 +68,6 @@ def peak_gb(device) -> float | None:
 def reset_peak(device) -> None:
     if str(device).startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-
-
-def count_flops(models, config, text) -> float:
-    from torch.utils.flop_counter import FlopCounterMode
-
-    counter = FlopCounterMode(display=False)
-    with counter:
-        run_workflow(models, text, seed=0, config=config)
-    return float(counter.get_total_flops())
 
 
 def faithfulness(models, reference, config, text) -> dict[str, float]:

@@ -31,13 +31,14 @@ def main(argv=None) -> dict:
     ap.add_argument("--json")
     args = ap.parse_args(argv)
 
-    from deploy.local.harness import KafkaBroker, S3Proxy
-    from tests.bench.bench_pipeline import pct
-    from alertanim.pipeline.models import load_models
     from alertanim.pipeline.config import MethodConfig
+    from alertanim.pipeline.models import load_models
     from alertanim.pipeline.workflow import run_workflow
     from alertanim.schemas import AnimationReady
-    from tests.stream.conftest import Pipeline, alert_bytes, consume, publish
+    from deploy.local.harness import KafkaBroker, S3Proxy
+    from tests.support.deployment import Pipeline
+    from tests.support.kafka import alert_bytes, consume, publish
+    from tests.support.stats import pct
 
     cache = Path(os.environ.get("ALERTANIM_CACHE") or tempfile.mkdtemp(prefix="alertanim-cache-"))
     os.environ["ALERTANIM_CACHE"] = str(cache)

@@ -2,39 +2,17 @@
 
 from __future__ import annotations
 
+import re
 import time
-from html.parser import HTMLParser
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from alertanim.pipeline.config import MethodConfig
+from tests.support.dom import CHECK_IMAGES, Dom
 
 CONFIG = MethodConfig(candidates=3, variants=4, frames=3, inbetween=1, steps=2)
-
-# Added to a copy of the page only (the report itself has no script): after the load event,
-# each image says whether it decoded, and the body says the check ran.
-_CHECK = """<script>
-window.addEventListener("load", () => {
-  for (const img of document.images)
-    img.dataset.loaded = String(img.complete && img.naturalWidth > 0);
-  document.body.dataset.checked = "yes";
-});
-</script>"""
-
-
-class Dom(HTMLParser):
-    def __init__(self, document: str):
-        super().__init__()
-        self.tags: list[tuple[str, dict]] = []
-        self.feed(document)
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append((tag, dict(attrs)))
-
-    def with_class(self, name: str) -> list[dict]:
-        return [a for _, a in self.tags if name in (a.get("class") or "").split()]
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +46,10 @@ def test_the_screenshot_shows_the_page(report, chromium, artifacts):
 def test_the_rendered_dom_counts_and_loads_everything(report, chromium, artifacts):
     path, summary = report
     checked = artifacts / "report-checked.html"
-    checked.write_text(path.read_text(encoding="utf-8").replace("</body>", _CHECK + "</body>"),
-                       encoding="utf-8")
+    page = path.read_text(encoding="utf-8")
+    # the copy only: without its own CSP (which forbids every script), with the checking script
+    page = re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", page)
+    checked.write_text(page.replace("</body>", CHECK_IMAGES + "</body>"), encoding="utf-8")
     t0 = time.perf_counter()
     dom = Dom(chromium(checked, "--dump-dom", "--virtual-time-budget=5000").stdout)
     print(f"chromium dump-dom: {time.perf_counter() - t0:.2f} s")

@@ -12,7 +12,7 @@ from alertanim.pipeline.animate import (EXTENSIONS, MIN_SIDE, clip_length, cross
                               encode_mp4, encode_poster, encode_renditions, encode_webp,
                               gif_ladder, inbetween_shown)
 from alertanim.pipeline.config import MethodConfig
-from tests.bench.bench_animate import PHOTOS, key_frames
+from tests.support.photos import PHOTOS, key_frames
 
 
 def noisy_frames(n, size=96, seed=0):

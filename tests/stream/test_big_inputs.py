@@ -9,7 +9,7 @@ import os
 
 from alertanim.schemas import FailureRecord
 
-from .conftest import alert_bytes, consume, publish
+from tests.support.kafka import alert_bytes, consume, publish
 
 BROKER_LIMIT = 1_048_588  # the broker's default message.max.bytes
 

@@ -1,10 +1,11 @@
 """Workers SIGKILLed at random moments while alerts flow: nothing lost, nothing doubled, as a
-consumer reading `ready` and `failed` with isolation.level=read_committed sees it. (The long version, with
-200 alerts, is `python -m tests.bench.bench_chaos`.)"""
+consumer reading `ready` and `failed` with isolation.level=read_committed sees it. (The long
+version, with 200 alerts, is `python -m tests.bench.bench_chaos`; both drive
+`tests.support.chaos.run`.)"""
 
 import json
 
-from tests.bench.bench_chaos import HOSTILE, run
+from tests.support.chaos import HOSTILE, run
 
 
 def test_five_kills_across_forty_alerts_lose_and_double_nothing(pipeline_factory):

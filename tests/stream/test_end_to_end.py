@@ -10,7 +10,7 @@ from PIL import Image
 
 from alertanim.schemas import AnimationReady
 
-from .conftest import alert_bytes, consume, publish
+from tests.support.kafka import alert_bytes, consume, publish
 
 TEXTS = [
     "A fire has broken out in the building",
