@@ -278,6 +278,31 @@ _OPERATION = {"Read": 3, "Write": 4, "Create": 5, "Describe": 8}  # AclOperation
 _ALLOW = 3  # AclPermissionType.ALLOW
 
 
+# aiokafka has no public call for ACLs (0.14): CreateAcls and DescribeAcls go through its admin
+# client's private `_send_request`. This is the one place the project touches aiokafka's
+# internals; `private_admin_api` checks them before any use and fails loudly when a release has
+# moved them, and tests/agents/test_acls_private.py pins them to the installed version.
+TESTED_AIOKAFKA = ("0.12", "0.13", "0.14")
+
+
+def private_admin_api():
+    """aiokafka's CreateAclsRequest and DescribeAclsRequest, after checking that the admin
+    client still has the private `_send_request` this module sends them with."""
+    import aiokafka
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    try:
+        from aiokafka.protocol.admin import CreateAclsRequest, DescribeAclsRequest
+    except ImportError as exc:
+        raise RuntimeError(f"aiokafka {aiokafka.__version__} has no CreateAcls/DescribeAcls "
+                           f"requests where alertanim.agents.acls expects them: {exc}") from None
+    if not callable(getattr(AIOKafkaAdminClient, "_send_request", None)):
+        raise RuntimeError(f"aiokafka {aiokafka.__version__}'s admin client has no "
+                           "_send_request: alertanim.agents.acls cannot send ACL requests; "
+                           f"it was tested with aiokafka {', '.join(TESTED_AIOKAFKA)}")
+    return CreateAclsRequest, DescribeAclsRequest
+
+
 async def apply(settings, grants: Iterable[Grant]) -> int:
     """Create every ACL of `grants` on the broker `settings` names, as its (admin) principal;
     how many there are. aiokafka's admin client has no create_acls (0.14): this sends the
@@ -285,8 +310,8 @@ async def apply(settings, grants: Iterable[Grant]) -> int:
     left as it is."""
     from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.errors import for_code
-    from aiokafka.protocol.admin import CreateAclsRequest
 
+    CreateAclsRequest, _ = private_admin_api()
     wanted = bindings(grants)
     admin = AIOKafkaAdminClient(**settings.kafka_client_kwargs())
     await admin.start()
@@ -307,8 +332,8 @@ async def listed(settings, principal: str | None = None) -> set[Binding]:
     """The ALLOW ACLs on the broker (of `principal`, or everyone's), as Bindings."""
     from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.errors import for_code
-    from aiokafka.protocol.admin import DescribeAclsRequest
 
+    _, DescribeAclsRequest = private_admin_api()
     resources = {v: k for k, v in _RESOURCE.items()}
     patterns = {v: k for k, v in _PATTERN.items()}
     operations = {v: k for k, v in _OPERATION.items()}
