@@ -14,14 +14,20 @@ from tests.support.kafka import alert_bytes, consume, publish
 BROKER_LIMIT = 1_048_588  # the broker's default message.max.bytes
 
 
+def binary(n: int) -> bytes:
+    """`n` random bytes, the first never UTF-8's nor an XML document's (`<`), so the worker
+    always reads them as what they are: not UTF-8."""
+    return b"\xff" + os.urandom(n - 1)
+
+
 def test_inputs_just_under_the_broker_limit_each_end_in_one_record(pipeline_factory):
     p = pipeline_factory()
     worker = p.start_worker()
     near = BROKER_LIMIT - 10_000
     inputs = {
-        "binary-small": os.urandom(10_000),  # fits as base64
-        "binary-900k": os.urandom(900_000),  # its base64 would not fit: cut, stored
-        "binary-near": os.urandom(near),
+        "binary-small": binary(10_000),  # fits as base64
+        "binary-900k": binary(900_000),  # its base64 would not fit: cut, stored
+        "binary-near": binary(near),
         "text-near": ("fire " * (near // 5)).encode(),  # UTF-8, not JSON: over the record limit
         "json-near": alert_bytes("big-json", "fire " * (near // 5 - 20)),  # text too long
     }
