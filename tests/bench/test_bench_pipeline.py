@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 
@@ -24,6 +25,9 @@ def unet_flops_per_image(models, size: int) -> float:
     return float(counter.get_total_flops())
 
 
+# The whole benchmark in a process of its own, baselines included: minutes of CPU on two cores,
+# more than the suite's per-test bound on a loaded machine.
+@pytest.mark.timeout(2400)
 def test_benchmark_prints_every_figure_from_one_run(tiny, model_cache, tmp_path):
     from alertanim.pipeline.config import MethodConfig
 
