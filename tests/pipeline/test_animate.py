@@ -282,3 +282,108 @@ def test_the_mp4_budget_has_a_floor():
     with pytest.raises(ValidationError):
         MethodConfig(mp4_max_bytes=9_999)
     assert MethodConfig().mp4_max_bytes == MethodConfig().gif_max_bytes == 300_000
+
+
+def test_every_palette_size_decodes_to_the_frames_in_pillow_and_ffmpeg():
+    # the GIF is written here, not by Pillow's writer: its LZW code size follows the table (5
+    # bits for 32 entries), and each delta is cropped to the box of the pixels it draws
+    from alertanim.pipeline.animate import (GIF_COLOURS, _deltas, _gif, _indexed, _palettes,
+                                            _transparent)
+
+    frames = key_frames("rocket", n=3, size=48, seed=7)
+    clip = crossfade(frames, 1)
+    for colors, palette in _palettes(frames, GIF_COLOURS, 1, True).items():
+        table = np.array(palette.getpalette(), np.uint8).reshape(-1, 3)
+        assert len(table) <= colors - 1
+        indexed = _indexed(clip, palette)
+        data = _gif(_deltas(indexed, _transparent(palette)), [120] * len(clip), palette)
+        expected = [table[a] for a in indexed]
+        with av.open(io.BytesIO(data)) as container:
+            decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+        for reader in (shown_frames(data), decoded):
+            assert len(reader) == len(expected)
+            assert all((got == want).all() for got, want in zip(reader, expected)), colors
+
+
+def reference_walk(frames, inbetween, budget):
+    """The ladder walked as before the pruning: every rung in order sized from its own probe,
+    and encoded whole when the estimate is within the slack."""
+    from alertanim.pipeline import animate
+
+    keys = [f.convert("RGB") for f in frames]
+    rungs = animate._Rungs(keys, animate._palettes(keys, animate.GIF_COLOURS, inbetween, True),
+                           True)
+    for colors, scale, t in gif_ladder(inbetween, min(keys[0].size)):
+        n = clip_length(len(keys), t)
+        if n > animate.PROBE_FRAMES + 1:
+            first, delta = rungs.estimate(colors, scale, t, inbetween, 120)
+            if first + delta * (n - 1) > budget * animate.ESTIMATE_SLACK:
+                continue
+        data = rungs.encode(colors, scale, t, inbetween, 120)
+        if len(data) <= budget:
+            return data
+    return None
+
+
+@pytest.mark.parametrize("make, inbetween, budgets", [
+    (lambda: noisy_frames(6), 2, (20_000, 40_000, 60_000)),
+    (lambda: key_frames("astronaut", n=8, size=512, seed=0), 3, (300_000,)),
+])
+def test_ruling_rungs_out_finds_the_rung_that_sizing_every_rung_finds(monkeypatch, make,
+                                                                      inbetween, budgets):
+    from alertanim.pipeline import animate
+
+    frames = make()
+    sized = []
+    real = animate._Rungs.estimate
+    monkeypatch.setattr(animate._Rungs, "estimate",
+                        lambda self, *rung: sized.append(rung) or real(self, *rung))
+    for budget in budgets:
+        expected = reference_walk(frames, inbetween, budget)
+        sized.clear()
+        assert encode_gif(frames, inbetween, max_bytes=budget).data == expected
+        if frames[0].width == 512:  # of the 48 rungs at 256² or larger
+            assert len(sized) <= 16
+
+
+def test_motion_is_the_static_change_to_the_bit():
+    from alertanim.pipeline.animate import motion
+    from alertanim.pipeline.composite import static_change
+
+    frames = key_frames("coffee", n=5, size=64, seed=8)
+    mask = Image.fromarray(np.random.default_rng(8).integers(0, 256, (40, 40), dtype=np.uint8))
+    inside = np.asarray(mask.resize((64, 64), Image.NEAREST)) >= 128
+    for loop in (True, False):
+        got = motion(frames, mask, 3, loop)
+        assert got.key_step == static_change(frames, np.zeros((64, 64), bool), loop)
+        assert got.static == static_change(frames, inside, loop)
+        assert got.per_inbetween == got.key_step / 4
+    assert motion(frames[:1], mask, 3, True).key_step == 0.0
+
+
+def test_same_frames_make_the_same_renditions():
+    frames = key_frames("chelsea", n=4, size=96, seed=9)
+    config = MethodConfig(inbetween=2)
+    first = [a.data for a in encode_renditions(frames, config)]
+    with ThreadPoolExecutor(2) as pool:  # side by side, as alerts' stages may run
+        again = list(pool.map(lambda _: [a.data for a in encode_renditions(frames, config)],
+                              range(2)))
+    assert again == [first, first]
+
+
+def test_one_median_cut_is_no_worse_than_pillows_at_every_palette_size():
+    from alertanim.pipeline.animate import GIF_COLOURS, _palettes
+
+    frames = key_frames("astronaut", n=4, size=64, seed=10)
+    clip = crossfade(frames, 3)
+    strip = Image.new("RGB", (64, 64 * len(clip)))
+    for i, f in enumerate(clip):
+        strip.paste(f, (0, 64 * i))
+
+    def error(palette):
+        return np.mean([np.abs(np.asarray(f.quantize(palette=palette, dither=Image.Dither.NONE)
+                                          .convert("RGB"), np.int16)
+                               - np.asarray(f, np.int16)).mean() for f in clip])
+    for colors, palette in _palettes(frames, GIF_COLOURS, 3, True).items():
+        pillow = strip.quantize(colors=colors - 1, method=Image.Quantize.MEDIANCUT)
+        assert error(palette) <= error(pillow) * 1.02, colors
