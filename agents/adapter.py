@@ -70,7 +70,7 @@ class Adapter:
                                  f"{self.run!r}", reason="foreign_run", alert_id=msg.alert_id)
         self.ledger.check(msg)
         self.ledger.check_claim(msg)
-        if msg.alert.cap is not None and self.ledger.cancelled(msg.alert_id):
+        if msg.alert.cap is not None and self.ledger.cancelled(msg.alert_id, msg.alert.status):
             raise NotAnimated("cancelled", f"a CAP Cancel named this alert; stopped before "
                               f"{name}", msg.alert_id)
         return msg

@@ -28,6 +28,8 @@ from .ports import FROM_ALERT, IMAGE_KINDS, fetch_images, values_of
 
 log = logging.getLogger("alertanim")
 
+UPDATE_HEADROOM = 16_384  # of max_record_bytes, for a CAP Update's key, headers and framing
+
 
 class Completion:
     def __init__(self, settings, store, ledger, host, io):
@@ -153,8 +155,10 @@ class Completion:
         return Report(s3_uri=uri, url=url, url_expires_at=expires, bytes=len(page))
 
     def cap_answer(self, ready: AnimationReady) -> bytes:
-        """The CAP 1.2 Update that answers the alert's CAP document with its renditions, made
-        from what is stored: a redelivery makes the same message (with fresh URLs)."""
+        """The CAP Update that answers the alert's CAP document with its renditions, in the
+        document's version, made from what is stored: a redelivery makes the same message (with
+        fresh URLs). One that would pass the record limit is made smaller (schemas.cap
+        UPDATE_PLANS): the renditions go in the animated <info> only, then that <info> alone."""
         # Each rendition's resourceDesc ("Animated GIF of the alert (fire)") is in the language
         # of the <info> that was animated (pipeline/phrases/<language>.yaml); the alt text holds
         # the alert's words, which tell Chinese in simplified characters from traditional.
@@ -167,7 +171,10 @@ class Completion:
                           sender=self.settings.cap_sender,
                           identifier=f"alertanim.{ready.alert_id}.{ready.run}",
                           sent=datetime.fromtimestamp(int(ready.completed_at or 0), timezone.utc),
-                          note=ready.alt_text)
+                          note=ready.alt_text, languages=self.settings.cap_languages,
+                          # a record is its value, its key and headers: the value gets the rest
+                          max_bytes=self.settings.max_record_bytes
+                          - min(UPDATE_HEADROOM, self.settings.max_record_bytes // 8))
 
     def _public_uri(self, r: Rendition) -> str:
         base = self.settings.public_base_url

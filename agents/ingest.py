@@ -46,7 +46,7 @@ class Ingest:
             alert = parse_alert(raw, self.settings.max_text_chars)
             if alert.cap is not None:  # only a CAP document itself names a CAP origin
                 alert = alert.model_copy(update={"cap": None})
-        if alert.cap is not None and self.ledger.cancelled(alert.id):
+        if alert.cap is not None and self.ledger.cancelled(alert.id, alert.status):
             raise NotAnimated("cancelled", "a CAP Cancel named this alert before it arrived",
                               alert.id)
         claimed = self.ledger.claim(alert, str(at) if at is not None else "", self.run)
@@ -62,14 +62,26 @@ class Ingest:
 
     def _from_cap(self, raw: bytes) -> tuple[CapAlert, Alert]:
         """A CAP document (1.2, 1.1 or 1.0): an Alert or Update is animated from its best info
-        block; a Cancel stops the alerts it references; an Ack or Error is recorded, not
-        animated."""
+        block; a Cancel stops the alerts it references that are its sender's own, of its own
+        status; an Ack or Error is recorded, not animated.
+
+        A Cancel may come before the alert it names: publishers key CAP messages by their
+        identifier, so a Cancel and its alert are on different partitions, which Kafka does not
+        order. Its marker then waits for the alert. A reference to another sender's alert is
+        never marked (the alert id hashes the sender in, so no marker of one sender's Cancel
+        names another's alert); who may write `alerts` at all is the broker's ACL."""
         cap = parse_cap(raw, self.settings.max_cap_bytes)
         if cap.msg_type == "Cancel":
-            ids = [cap_alert_id(r.sender, r.identifier, r.sent) for r in cap.references]
-            for alert_id in ids:
-                self.ledger.cancel(alert_id, by=cap.alert_id)
-            raise NotAnimated("cap_cancel", f"a CAP Cancel of {len(ids)} alert(s): "
-                              f"{', '.join(ids) or 'none referenced'}", cap.alert_id)
+            own = [cap_alert_id(r.sender, r.identifier, r.sent)
+                   for r in cap.references if r.sender == cap.sender]
+            foreign = [r.triple() for r in cap.references if r.sender != cap.sender]
+            for alert_id in own:
+                self.ledger.cancel(alert_id, by=cap.alert_id, status=cap.status)
+            message = (f"a CAP Cancel ({cap.status}) from {cap.sender} of {len(own)} of its "
+                       f"sender's alert(s): {', '.join(own) or 'none'}")
+            if foreign:
+                raise NotAnimated("cap_cancel_foreign", message + f"; not cancelled, another "
+                                  f"sender's: {', '.join(foreign)}"[:4000], cap.alert_id)
+            raise NotAnimated("cap_cancel", message, cap.alert_id)
         return cap, alert_to_animate(cap, self.settings.cap_languages,
                                      self.settings.max_text_chars)

@@ -79,8 +79,10 @@ class Ledger:
         return f"alerts/{alert_id}.cap.xml"
 
     @staticmethod
-    def cancelled_key(alert_id: str) -> str:
-        return f"alerts/{alert_id}.cancelled"
+    def cancelled_key(alert_id: str, status: str = "Actual") -> str:
+        """The marker of a CAP Cancel of `status` naming the alert: a Cancel stops only an
+        alert of its own status (a Test Cancel never stops an Actual alert)."""
+        return f"alerts/{alert_id}.cancelled" + ("" if status == "Actual" else f".{status}")
 
     @staticmethod
     def run_prefix(alert_id: str, run: str) -> str:
@@ -224,11 +226,11 @@ class Ledger:
     def cap_document(self, alert_id: str) -> bytes:
         return self.store.get(self.cap_key(alert_id))
 
-    def cancel(self, alert_id: str, by: str) -> None:
-        self.store.put_if_absent(self.cancelled_key(alert_id), by.encode(), "text/plain")
+    def cancel(self, alert_id: str, by: str, status: str) -> None:
+        self.store.put_if_absent(self.cancelled_key(alert_id, status), by.encode(), "text/plain")
 
-    def cancelled(self, alert_id: str) -> bool:
-        return self.store.exists(self.cancelled_key(alert_id))
+    def cancelled(self, alert_id: str, status: str) -> bool:
+        return self.store.exists(self.cancelled_key(alert_id, status))
 
     # -- completion: stored, then sent, then marked ------------------------------------------
     def record_ready(self, ready: AnimationReady) -> bool:

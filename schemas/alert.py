@@ -19,6 +19,7 @@ from .errors import InvalidAlert
 
 SCHEMA_VERSION = 1
 DEFAULT_MAX_CHARS = 5_000
+CAP_ID_PREFIX = "cap-"  # the ids of alerts read from CAP; reserved (schemas/cap.py)
 
 
 class EventCode(Record):
@@ -158,6 +159,10 @@ def parse_alert(raw: bytes, max_chars: int = DEFAULT_MAX_CHARS) -> Alert:
             reason = "invalid_field"
         detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)
         raise InvalidAlert(reason, detail, alert_id) from None
+    if alert.id[:len(CAP_ID_PREFIX)].lower() == CAP_ID_PREFIX:
+        raise InvalidAlert("reserved_id", f"the id {alert.id[:80]!r} begins with "
+                           f"{CAP_ID_PREFIX!r}, the prefix of alerts read from CAP documents, so "
+                           f"no JSON alert can take a CAP message's id first", alert.id)
     if len(alert.text) > max_chars:
         raise InvalidAlert("text_too_long",
                            f"text has {len(alert.text)} characters; the limit is {max_chars}",

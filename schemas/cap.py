@@ -48,12 +48,12 @@ from xml.etree import ElementTree as ET
 
 from defusedxml import (DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden,
                         NotSupportedError)
-from defusedxml.ElementTree import fromstring
+from defusedxml.ElementTree import DefusedXMLParser
 from pydantic import ConfigDict, Field, ValidationError, field_validator
 
 from ._base import Record
-from .alert import (DEFAULT_MAX_CHARS, Alert, CapDateTime, CapRef, CapToken, EventCode,
-                    cap_datetime)
+from .alert import (CAP_ID_PREFIX, DEFAULT_MAX_CHARS, Alert, CapDateTime, CapRef, CapToken,
+                    EventCode, cap_datetime)
 from .errors import InvalidAlert
 
 __all__ = ["CAP_10_NS", "CAP_11_NS", "CAP_NS", "CAP_VERSIONS", "CapAlert", "CapArea", "CapInfo",
@@ -239,7 +239,7 @@ def cap_alert_id(sender: str, identifier: str, sent: str) -> str:
     """The Alert id of the CAP message `sender`, `identifier`, `sent` (as published): "cap-" and
     40 hex digits of their SHA-256, so one message published twice is one alert."""
     # CAP forbids commas in all three, so the joined form is unambiguous.
-    return "cap-" + hashlib.sha256(f"{sender},{identifier},{sent}".encode()).hexdigest()[:40]
+    return CAP_ID_PREFIX + hashlib.sha256(f"{sender},{identifier},{sent}".encode()).hexdigest()[:40]
 
 
 def is_cap(raw: bytes) -> bool:
@@ -295,14 +295,26 @@ def alert_to_animate(cap: CapAlert, preference: Sequence[str],
     return to_alert(cap, info, max_chars)
 
 
+# How an Update is made smaller when it would not fit `max_bytes`, in order: the renditions in
+# the animated <info> only; that <info> alone; that <info> alone without its <area>s. What is
+# left out is in the original, which the Update references.
+UPDATE_PLANS = ("every info", "resources in the animated info", "the animated info alone",
+                "the animated info without its areas")
+
+
 def cap_update(original: bytes, resources: Sequence[CapResource], *, sender: str,
-               identifier: str, sent: datetime | str, note: str | None = None) -> bytes:
+               identifier: str, sent: datetime | str, note: str | None = None,
+               max_bytes: int | None = None, languages: Sequence[str] = ()) -> bytes:
     """The CAP Update that answers `original` (a message `parse_cap` accepts) with `resources`,
     in the original's CAP version (1.2, 1.1 or 1.0) and valid against that version's schema: it
     references the original, keeps its status, scope, restriction, addresses and incidents (not
     CAP 1.0's password), and repeats its <info> blocks as published, each with `resources`
     added after its own and before its <area>s. `sent` is a CAP dateTime or an aware datetime;
-    sender, identifier or sent that CAP would not accept raise ValueError."""
+    sender, identifier or sent that CAP would not accept raise ValueError.
+
+    With `max_bytes`, an Update longer than that is made again by the next of UPDATE_PLANS
+    until one fits; the animated <info> is the one `choose_info` takes for `languages`. One
+    that fits by none raises ValueError."""
     root = _read(original)
     cap = _cap_alert(root)
     ns = _NAMESPACES[cap.version]
@@ -310,36 +322,111 @@ def cap_update(original: bytes, resources: Sequence[CapResource], *, sender: str
         cap_datetime(sent, strict=True)  # what we write keeps to CAP's own form
     own = CapRef(sender=sender, identifier=identifier,
                  sent=sent if isinstance(sent, str) else _cap_time(sent))
-    out = ET.Element(_q("alert", ns))
-    for name, text in (("identifier", own.identifier), ("sender", own.sender),
-                       ("sent", own.sent), ("status", cap.status), ("msgType", "Update"),
-                       ("scope", cap.scope)):
-        if text is not None:  # only CAP 1.0's scope may be absent
-            ET.SubElement(out, _q(name, ns)).text = text
-    for name in ("restriction", "addresses"):
-        if (element := root.find(_q(name, ns))) is not None:
+    infos = root.findall(_q("info", ns))
+    chosen = choose_info(cap, languages)
+    animated = infos[cap.infos.index(chosen)] if chosen is not None else None
+    for plan in UPDATE_PLANS:
+        out = ET.Element(_q("alert", ns))
+        for name, text in (("identifier", own.identifier), ("sender", own.sender),
+                           ("sent", own.sent), ("status", cap.status), ("msgType", "Update"),
+                           ("scope", cap.scope)):
+            if text is not None:  # only CAP 1.0's scope may be absent
+                ET.SubElement(out, _q(name, ns)).text = text
+        for name in ("restriction", "addresses"):
+            if (element := root.find(_q(name, ns))) is not None:
+                out.append(_copy(element, ns, cap.version))
+        if note is not None:
+            ET.SubElement(out, _q("note", ns)).text = note
+        ET.SubElement(out, _q("references", ns)).text = cap.ref.triple()
+        if (element := root.find(_q("incidents", ns))) is not None:
             out.append(_copy(element, ns, cap.version))
-    if note is not None:
-        ET.SubElement(out, _q("note", ns)).text = note
-    ET.SubElement(out, _q("references", ns)).text = cap.ref.triple()
-    if (element := root.find(_q("incidents", ns))) is not None:
-        out.append(_copy(element, ns, cap.version))
-    for info in root.findall(_q("info", ns)):
-        copy = _copy(info, ns, cap.version)
-        at = next((i for i, child in enumerate(copy) if child.tag == _q("area", ns)), len(copy))
-        for offset, resource in enumerate(resources):
-            copy.insert(at + offset, _resource_element(resource, ns))
-        out.append(copy)
-    ET.indent(out)
-    return ET.tostring(out, encoding="utf-8", xml_declaration=True, default_namespace=ns)
+        for info in infos:
+            if plan in UPDATE_PLANS[2:] and info is not animated:
+                continue
+            copy = _copy(info, ns, cap.version)
+            if plan == UPDATE_PLANS[3]:
+                for area in copy.findall(_q("area", ns)):
+                    copy.remove(area)
+            if plan == UPDATE_PLANS[0] or info is animated:
+                at = next((i for i, child in enumerate(copy) if child.tag == _q("area", ns)),
+                          len(copy))
+                for offset, resource in enumerate(resources):
+                    copy.insert(at + offset, _resource_element(resource, ns))
+            out.append(copy)
+        ET.indent(out)
+        update = ET.tostring(out, encoding="utf-8", xml_declaration=True, default_namespace=ns)
+        if max_bytes is None or len(update) <= max_bytes or animated is None:
+            break
+    if max_bytes is not None and len(update) > max_bytes:
+        raise ValueError(f"the CAP Update has {len(update)} bytes even as {plan!r}; the limit is "
+                         f"{max_bytes}")
+    return update
 
 
 # --- reading -------------------------------------------------------------------------------------
 
+# Bounds checked while the document is read, element by element, so a flood of elements is cut
+# at the first one past a bound instead of after all became a tree and the tree a model: how
+# deep elements nest (CAP's deepest is alert/info/area/geocode/value; an XML Signature in
+# alert goes 7 deeper), how many a document holds, and how many of each kind one parent holds
+# (the model's own limits, below, by local name: the same in CAP 1.0, 1.1 and 1.2).
+MAX_CAP_DEPTH = 24
+MAX_CAP_ELEMENTS = 20_000  # a large real alert (thousands of geocodes) holds a few thousand
+_MAX_CHILDREN = {
+    ("alert", "info"): 64, ("alert", "code"): 64,
+    ("info", "category"): 12, ("info", "responseType"): 9, ("info", "eventCode"): 32,
+    ("info", "parameter"): 256, ("info", "resource"): 64, ("info", "area"): 256,
+    ("area", "polygon"): 256, ("area", "circle"): 256, ("area", "geocode"): 2_048,
+}
+
+
+class _BoundedBuilder(ET.TreeBuilder):
+    """An ElementTree builder that refuses a document past the bounds above as it is read."""
+
+    def __init__(self):
+        super().__init__()
+        # each open element: its local name, its place among its like-named siblings, and its
+        # children counted by local name
+        self._path: list[tuple[str, int, dict[str, int]]] = []
+        self._elements = 0
+
+    def start(self, tag, attrs):
+        name = tag.rpartition("}")[2]
+        self._elements += 1
+        if self._elements > MAX_CAP_ELEMENTS:
+            raise _Refused(f"the document has more than {MAX_CAP_ELEMENTS} elements")
+        if len(self._path) >= MAX_CAP_DEPTH:
+            raise _Refused(f"{self._where()}: elements nested more than {MAX_CAP_DEPTH} deep")
+        n = 1
+        if self._path:
+            parent, _, counts = self._path[-1]
+            counts[name] = n = counts.get(name, 0) + 1
+            bound = _MAX_CHILDREN.get((parent, name))
+            if bound is not None and n > bound and len(self._path) <= 3:
+                raise _Refused(f"{self._where()}/{name}: at most {bound} in one <{parent}>")
+        self._path.append((name, n, {}))
+        return super().start(tag, attrs)
+
+    def end(self, tag):
+        self._path.pop()
+        return super().end(tag)
+
+    def _where(self) -> str:
+        return "/".join(name if depth == 0 else f"{name}[{n}]"
+                        for depth, (name, n, _) in enumerate(self._path))
+
+
+def _parse(raw: bytes, forbid_dtd: bool) -> ET.Element:
+    parser = DefusedXMLParser(target=_BoundedBuilder(), forbid_dtd=forbid_dtd,
+                              forbid_entities=True, forbid_external=True)
+    parser.feed(raw)
+    return parser.close()
+
+
 def _read(raw: bytes) -> ET.Element:
     try:
         try:
-            return fromstring(raw, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+            return _parse(raw, forbid_dtd=True)
         except DTDForbidden as exc:
             if exc.sysid or exc.pubid:
                 raise  # an external DTD: refused as it is, never fetched
@@ -348,7 +435,7 @@ def _read(raw: bytes) -> ET.Element:
             # so an entity declared inside it is reported as the entity it is; a DTD that
             # declares none stays refused as a DTD, however the rest reads.
             try:
-                fromstring(raw, forbid_dtd=False, forbid_entities=True, forbid_external=True)
+                _parse(raw, forbid_dtd=False)
             except (EntitiesForbidden, ExternalReferenceForbidden):
                 raise
             except Exception:  # noqa: BLE001 - not an entity: the DTD is the reason
@@ -374,6 +461,8 @@ def _read(raw: bytes) -> ET.Element:
         # refused, and not as the encoding error that the last clause would call it
         raise InvalidAlert("not_xml", f"the XML reader refused the message: {_clip(str(exc))}") \
             from None
+    except _Refused as exc:
+        raise InvalidAlert("invalid_cap", str(exc)) from None
     except ET.ParseError as exc:
         raise InvalidAlert("not_xml", f"message is not well-formed XML: {_clip(str(exc))}") \
             from None

@@ -31,7 +31,7 @@ class InvalidInput(AlertanimError):
 
 class InvalidAlert(InvalidInput):
     """An `alerts` message refused: not_utf8, not_json, not_object, missing_field, empty_text,
-    text_too_long, invalid_field, unknown_schema_version, duplicate_id_conflict;
+    text_too_long, invalid_field, unknown_schema_version, duplicate_id_conflict, reserved_id;
     and for CAP XML
     (schemas/cap.py): too_large, not_xml, xml_entities, xml_external_entity, xml_dtd, not_cap,
     unsupported_cap_version, invalid_cap, cap_msg_type."""
@@ -42,7 +42,8 @@ class InvalidAlert(InvalidInput):
 
 class NotAnimated(InvalidInput):
     """Input that says, by itself or by a later message, that it is not to be animated: a CAP
-    Cancel (cap_cancel), or an alert such a Cancel named (cancelled), refused on arrival or at
+    Cancel (cap_cancel, or cap_cancel_foreign when it names another sender's alerts), or an alert
+    such a Cancel named (cancelled), refused on arrival or at
     its next stage."""
 
     def __init__(self, reason: str, message: str, alert_id: str | None = None):
@@ -132,6 +133,7 @@ REASONS = {
     "invalid_field": "a field has the wrong type or an invalid value",
     "unknown_schema_version": "a schema_version this worker does not read",
     "duplicate_id_conflict": "an alert id reused for other content",
+    "reserved_id": "a JSON alert whose id begins with cap-, the prefix of alerts read from CAP",
     "too_large": "a CAP message longer than the byte limit, refused before it is parsed",
     "not_xml": "a CAP message that is not well-formed XML in its declared encoding",
     "xml_entities": "XML that declares entities (billion laughs, quadratic blowup): never expanded",
@@ -142,7 +144,10 @@ REASONS = {
                                "(CAP 1.0, 1.1 and 1.2 are read)",
     "invalid_cap": "a CAP element missing, repeated or outside CAP's values (the detail names it)",
     "cap_msg_type": "a CAP Cancel, Ack or Error, which announces nothing to animate",
-    "cap_cancel": "a CAP Cancel: the alerts it references are not animated (the message names them)",
+    "cap_cancel": "a CAP Cancel: the alerts it references (its sender's own, of its status) are "
+                  "not animated (the message names them)",
+    "cap_cancel_foreign": "a CAP Cancel referencing another sender's alerts: those go on; its "
+                          "sender's own, of its status, are not animated (the message names both)",
     "cancelled": "a CAP Cancel named this alert: no animation; a run in flight stops at its next stage",
     "invalid_message": "an intermediate message that does not fit the stage graph",
     "forged_message": "an intermediate message whose alert is not the one the ledger claimed under "

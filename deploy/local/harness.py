@@ -655,6 +655,7 @@ class TcpProxy:
         self.port = port or free_port()
         self._lock = threading.Lock()
         self._conns: list[socket.socket] = []
+        self._closers: list[threading.Thread] = []
         self._listener: socket.socket | None = None
 
     @property
@@ -685,10 +686,22 @@ class TcpProxy:
             except OSError:
                 client.close()
                 continue
+            upstream.settimeout(None)  # the timeout was for the connect; an idle link stays up
             with self._lock:
+                if self._listener is not listener:  # paused while this one was connecting
+                    client.close()
+                    upstream.close()
+                    return
                 self._conns += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+            pumps = [threading.Thread(target=self._pump, args=(a, b), daemon=True)
+                     for a, b in ((client, upstream), (upstream, client))]
+            for pump in pumps:
+                pump.start()
+            closer = threading.Thread(target=self._close_when_done,
+                                      args=(pumps, client, upstream), daemon=True)
+            closer.start()
+            with self._lock:
+                self._closers = [t for t in self._closers if t.is_alive()] + [closer]
 
     @staticmethod
     def _pump(src: socket.socket, dst: socket.socket) -> None:
@@ -698,23 +711,36 @@ class TcpProxy:
         except OSError:
             pass
         finally:
-            for sock in (src, dst):
+            for sock in (src, dst):  # either side ending ends the link both ways
                 try:
                     sock.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
 
+    def _close_when_done(self, pumps: list, *socks: socket.socket) -> None:
+        for pump in pumps:
+            pump.join()
+        with self._lock:
+            self._conns = [c for c in self._conns if c not in socks]
+        for sock in socks:
+            sock.close()
+
     def pause(self) -> None:
         """Refuse new connections and reset the open ones."""
-        if self._listener is not None:
-            self._listener.close()
-            self._listener = None
         with self._lock:
-            conns, self._conns = self._conns, []
-        for sock in conns:
+            listener, self._listener = self._listener, None
+            conns = list(self._conns)
+        if listener is not None:
+            # shutdown wakes the thread blocked in accept(); a close alone leaves that accept
+            # running on Linux, and it takes one more connection during the outage
+            try:
+                listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            listener.close()
+        for sock in conns:  # the pumps wake, and their links are closed once both are done
             try:
                 sock.shutdown(socket.SHUT_RDWR)
-                sock.close()
             except OSError:
                 pass
 
@@ -722,7 +748,12 @@ class TcpProxy:
         self.start()
 
     def stop(self) -> None:
+        """Pause, and wait until every link is closed."""
         self.pause()
+        with self._lock:
+            closers = list(self._closers)
+        for closer in closers:
+            closer.join(timeout=5)
 
 
 def worker_env(broker: KafkaBroker, s3: "S3Server | S3Proxy",

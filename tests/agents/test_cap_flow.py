@@ -218,3 +218,88 @@ def test_a_cap_1_1_cancel_stops_an_alert_that_came_in_on_another_partition(tmp_p
     [(key, value)] = records(out, "failed")
     assert key == quake.alert_id and FailureRecord.from_bytes(value).reason == "cancelled"
     assert not records(out, "ready") and not records(out, "cap")
+
+
+def cancel_of(original: bytes, *, sender: str | None = None, status: str | None = None) -> bytes:
+    """A CAP 1.1 Cancel of `original` (the USGS earthquake), from `sender` with `status`."""
+    ref = parse_cap(original).ref.triple().encode()
+    cancel = (original.replace(b"<identifier>us2025abcd.1736719800",
+                               b"<identifier>us2025abcd.cancel")
+              .replace(b"<msgType>Alert</msgType>",
+                       b"<msgType>Cancel</msgType><references>" + ref + b"</references>", 1))
+    if sender is not None:
+        cancel = cancel.replace(b"<sender>ens@usgs.gov</sender>",
+                                f"<sender>{sender}</sender>".encode(), 1)
+    if status is not None:
+        cancel = cancel.replace(b"<status>Actual</status>", f"<status>{status}</status>".encode())
+    return cancel
+
+
+def test_a_cancel_from_another_sender_stops_nothing_and_says_so(tmp_path):
+    proc, sent = make(tmp_path)
+    quake = read("usgs_earthquake_1_1.xml")
+    out = drive(proc, sent, cancel_of(quake, sender="prankster@example.org"), "alerts:0:0")
+    [(_, value)] = records(out, "failed")
+    refused = FailureRecord.from_bytes(value)
+    assert refused.reason == "cap_cancel_foreign"
+    assert parse_cap(quake).ref.triple() in refused.message  # the reference it did not honour
+    out = drive(proc, sent, quake, "alerts:1:0")  # the quake still comes out
+    [(key, _)] = records(out, "ready")
+    assert key == parse_cap(quake).alert_id and not records(out, "failed")
+
+
+def test_a_cancel_stops_only_alerts_of_its_own_status(tmp_path):
+    proc, sent = make(tmp_path)
+    quake = read("usgs_earthquake_1_1.xml")
+    out = drive(proc, sent, cancel_of(quake, status="Test"), "alerts:0:0")
+    [(_, value)] = records(out, "failed")
+    assert FailureRecord.from_bytes(value).reason == "cap_cancel"
+    out = drive(proc, sent, quake, "alerts:1:0")  # a Test Cancel never stops an Actual alert
+    assert [k for k, _ in records(out, "ready")] == [parse_cap(quake).alert_id]
+    exercise = quake.replace(b"<status>Actual</status>", b"<status>Test</status>")
+    out = drive(proc, sent, exercise, "alerts:1:1")  # ...and does stop a Test one
+    [(_, value)] = records(out, "failed")
+    assert FailureRecord.from_bytes(value).reason == "cancelled"
+    assert not records(out, "ready")
+
+
+def test_a_json_alert_cannot_take_a_cap_id(tmp_path):
+    proc, sent = make(tmp_path)
+    quake = read("usgs_earthquake_1_1.xml")
+    squatter = (b'{"id": "%s", "text": "Sunny skies all day", "language": "en"}'
+                % parse_cap(quake).alert_id.encode())
+    out = drive(proc, sent, squatter, "alerts:0:0")
+    [(_, value)] = records(out, "failed")
+    assert FailureRecord.from_bytes(value).reason == "reserved_id"
+    out = drive(proc, sent, quake, "alerts:0:1")  # the genuine CAP message is not a conflict
+    assert [k for k, _ in records(out, "ready")] == [parse_cap(quake).alert_id]
+    assert not records(out, "failed")
+
+
+def test_an_update_past_the_record_limit_is_still_delivered(tmp_path):
+    """An alert in many <info> blocks, whose Update with the renditions in every block would
+    pass the record limit: the Update goes out with them in the animated block only."""
+    import re
+
+    import xmlschema
+
+    original = read("ipaws_evacuation_multilingual.xml")
+    infos = re.findall(rb"<cap:info>.*?</cap:info>", original, re.S)
+    many = original.replace(infos[-1], infos[-1] + b"".join(infos) * 8, 1)
+    limit = 64_000  # the Update's value gets 56,000 bytes of it
+    assert 40_000 < len(many) < 50_000  # the original fits, and its Update in full would not
+    proc, sent = make(tmp_path, max_record_bytes=limit)
+    out = drive(proc, sent, many)
+    [(_, value)] = records(out, "ready")
+    ready = AnimationReady.from_bytes(value)
+    [(_, update)] = records(out, "cap")
+    assert len(update) <= limit - limit // 8
+    xmlschema.XMLSchema(str(XSD)).validate(update.decode())
+    answer, cap = parse_cap(update), parse_cap(many)
+    assert len(answer.infos) == len(cap.infos)  # every block is there...
+    with_ours = [i for i in answer.infos if any(r.mime_type == ready.renditions[0].media_type
+                                                and r.digest == ready.renditions[0].sha1
+                                                for r in i.resources)]
+    assert len(with_ours) == 1 and with_ours[0].language.startswith(ready.language)  # ...ours
+    assert with_ours[0] == answer.infos[0]  # in the block animated: the first English one
+    assert not records(out, "failed")

@@ -175,7 +175,7 @@ def test_to_alert_carries_the_info_and_the_cap_identity():
     assert (alert.status, alert.msg_type) == ("Actual", "Alert")
     assert alert.code_pairs() == (("SAME", "TOR"), ("NationalWeatherService", "TOW"))
     assert alert.area == "Cleveland, OK; McClain, OK" and alert.sent == warning.sent_at
-    assert parse_alert(alert.to_bytes()) == alert
+    assert Alert.model_validate_json(alert.to_bytes()) == alert
 
 
 @pytest.mark.parametrize("name", ANIMATED)
@@ -183,7 +183,7 @@ def test_every_animated_info_makes_a_valid_alert(name):
     message = cap(name)
     for info in message.infos:
         alert = to_alert(message, info, max_chars=5_000)
-        assert parse_alert(alert.to_bytes()) == alert
+        assert Alert.model_validate_json(alert.to_bytes()) == alert
         assert (alert.status, alert.msg_type, alert.language) == (
             message.status, message.msg_type, info.language)
 
@@ -196,7 +196,7 @@ def test_the_text_is_cut_at_a_word_boundary():
         alert = to_alert(warning, info, max_chars=limit)
         assert len(alert.text) <= limit and full.startswith(alert.text)
         assert full[len(alert.text)].isspace() and not alert.text[-1].isspace()
-        assert parse_alert(alert.to_bytes(), max_chars=limit) == alert
+        assert Alert.model_validate_json(alert.to_bytes()) == alert
 
 
 def test_an_info_with_no_text_is_its_event():
@@ -419,10 +419,43 @@ def test_lists_and_strings_are_bounded():
     geocode = "<geocode><valueName>UGC</valueName><value>OKC027</value></geocode>"
     many = replaced(WARNING, "</area>", geocode * 2_100 + "</area>")
     with pytest.raises(InvalidAlert, match=re.escape("alert/info[1]/area[1]/geocode")):
-        parse_cap(many)
+        parse_cap(many)  # refused while read (below), named as the model names it
     long = replaced(WARNING, "<event>Tornado Warning", "<event>" + "Tornado " * 40)
     with pytest.raises(InvalidAlert, match=re.escape("alert/info[1]/event")):
         parse_cap(long)
+
+
+CAP_HEAD = b'<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2"><identifier>x</identifier>'
+
+
+@pytest.mark.parametrize("flood, where", [
+    (b"<info/>" * 65, "alert/info: at most 64 in one <alert>"),
+    (b"<info><area>" + b"<geocode/>" * 2_049 + b"</area></info>",
+     "alert/info[1]/area[1]/geocode: at most 2048"),
+    (b"<x>" * 30, "elements nested more than 24 deep"),
+    (b"<x/>" * 20_001, "more than 20000 elements"),
+])
+def test_element_floods_are_refused_while_the_document_is_read(flood, where):
+    """Refused at the first element past a bound: what follows it, here bytes that are not XML
+    at all, is never read (a document read whole would be refused as not_xml)."""
+    with pytest.raises(InvalidAlert, match=re.escape(where)) as caught:
+        parse_cap(CAP_HEAD + flood + b"<<not xml")
+    assert caught.value.reason == "invalid_cap"
+
+
+def test_a_document_within_the_bounds_is_read():
+    geocode = b"<geocode><valueName>UGC</valueName><value>OKC027</value></geocode>"
+    many = raw(WARNING).replace(b"</area>", geocode * 2_000 + b"</area>", 1)
+    assert len(parse_cap(many).infos[0].areas[0].geocodes) == 2_000 + len(
+        cap(WARNING).infos[0].areas[0].geocodes)
+
+
+@pytest.mark.parametrize("alert_id", ["cap-0000deadbeef", "CAP-0000deadbeef", "Cap-x"])
+def test_a_json_alert_may_not_use_the_cap_prefix(alert_id):
+    with pytest.raises(InvalidAlert) as caught:
+        parse_alert(b'{"id": "%s", "text": "Sunny skies all day"}' % alert_id.encode())
+    assert caught.value.reason == "reserved_id" and caught.value.alert_id == alert_id
+    assert parse_alert(b'{"id": "capital-1", "text": "Sunny skies all day"}').id == "capital-1"
 
 
 def test_elements_cap_does_not_define_are_ignored():
@@ -675,7 +708,7 @@ def test_older_versions_are_bounded_and_size_limited():
     assert caught.value.reason == "too_large"
     many = raw(STORM_10).replace(b"<parameter>", b"<parameter>a=b</parameter>" * 300
                                  + b"<parameter>")
-    with pytest.raises(InvalidAlert, match="alert/info"):
+    with pytest.raises(InvalidAlert, match=re.escape("alert/info[1]/parameter")):
         parse_cap(many)
 
 
@@ -720,3 +753,32 @@ def test_a_cap_1_1_update_keeps_the_infos_children_in_the_1_1_order(xsds):
     names = [child.tag.split("}")[1] for child in info]
     assert names[-4:] == ["resource", "resource", "resource", "area"]
     xsds["1.1"].validate(out.decode())
+
+
+def test_an_update_too_long_for_the_limit_is_made_smaller_in_order(xsd):
+    """UPDATE_PLANS: the renditions in every <info>; in the animated one only; that one alone;
+    that one without its areas. Each limit below lets exactly one plan fit."""
+    from alertanim.schemas.cap import UPDATE_PLANS
+
+    original = cap(MULTILINGUAL)
+    languages = ["es"]  # the Spanish block is the one animated
+    chosen = choose_info(original, languages)
+    sizes = []
+    for plan in range(len(UPDATE_PLANS)):
+        limit = sizes[-1] - 1 if sizes else None
+        out = answer(MULTILINGUAL, max_bytes=limit, languages=languages)
+        assert limit is None or len(out) <= limit
+        xsd.validate(out.decode())
+        update = parse_cap(out)
+        ours = [i for i in update.infos
+                if any(r.uri == "https://media.example.org/a/anim.gif" for r in i.resources)]
+        if plan == 0:
+            assert len(ours) == len(update.infos) == len(original.infos)
+        else:
+            assert [i.language for i in ours] == [chosen.language]
+            assert len(update.infos) == (len(original.infos) if plan == 1 else 1)
+            assert bool(ours[0].areas) == (plan < 3)
+        sizes.append(len(out))
+    assert sizes == sorted(sizes, reverse=True) and len(set(sizes)) == len(sizes)
+    with pytest.raises(ValueError, match="the limit is"):
+        answer(MULTILINGUAL, max_bytes=sizes[-1] - 1, languages=languages)

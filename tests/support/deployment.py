@@ -30,6 +30,7 @@ class Pipeline:
             "ALERTANIM_TOPIC_FAILED": f"{name}.failed",
             "ALERTANIM_TOPIC_STAGE_PREFIX": f"{name}.stage.",
             "ALERTANIM_TOPIC_INSTANT": f"{name}.instant",
+            "ALERTANIM_TOPIC_CAP": f"{name}.cap",
             # the scene library is built by the tests that want it (build_library), never by
             # an idle worker behind a test's back
             "ALERTANIM_LIBRARY_IDLE_S": "0",
@@ -41,6 +42,13 @@ class Pipeline:
             "HF_HUB_OFFLINE": "1",
             "OMP_NUM_THREADS": "1",
         })
+        from alertanim.agents.settings import Settings
+
+        shared = [f for f in Settings.model_fields
+                  if f.startswith("topic_") and f"ALERTANIM_{f.upper()}" not in self.env]
+        # a topic left at its default is shared by every test's pipeline, and one test reads
+        # another's records (it happened: `cap`)
+        assert not shared, f"a Pipeline must name its own {shared}"
         if s3_endpoint:
             self.env["ALERTANIM_S3_ENDPOINT_URL"] = s3_endpoint
         method = settings.pop("method", {})
