@@ -12,7 +12,7 @@ from alertanim.agents.topology import WORKER_STAGES
 from alertanim.schemas import AnimationReady, FailureRecord, StageMessage, parse_cap
 from alertanim.schemas.cap import cap_alert_id
 
-from tests.support.cap import CAP, XSD, read
+from tests.support.cap import CAP, XSD, quake_cancel, read
 from tests.support.processor import drive, make, records
 
 
@@ -220,25 +220,10 @@ def test_a_cap_1_1_cancel_stops_an_alert_that_came_in_on_another_partition(tmp_p
     assert not records(out, "ready") and not records(out, "cap")
 
 
-def cancel_of(original: bytes, *, sender: str | None = None, status: str | None = None) -> bytes:
-    """A CAP 1.1 Cancel of `original` (the USGS earthquake), from `sender` with `status`."""
-    ref = parse_cap(original).ref.triple().encode()
-    cancel = (original.replace(b"<identifier>us2025abcd.1736719800",
-                               b"<identifier>us2025abcd.cancel")
-              .replace(b"<msgType>Alert</msgType>",
-                       b"<msgType>Cancel</msgType><references>" + ref + b"</references>", 1))
-    if sender is not None:
-        cancel = cancel.replace(b"<sender>ens@usgs.gov</sender>",
-                                f"<sender>{sender}</sender>".encode(), 1)
-    if status is not None:
-        cancel = cancel.replace(b"<status>Actual</status>", f"<status>{status}</status>".encode())
-    return cancel
-
-
 def test_a_cancel_from_another_sender_stops_nothing_and_says_so(tmp_path):
     proc, sent = make(tmp_path)
     quake = read("usgs_earthquake_1_1.xml")
-    out = drive(proc, sent, cancel_of(quake, sender="prankster@example.org"), "alerts:0:0")
+    out = drive(proc, sent, quake_cancel(sender="prankster@example.org"), "alerts:0:0")
     [(_, value)] = records(out, "failed")
     refused = FailureRecord.from_bytes(value)
     assert refused.reason == "cap_cancel_foreign"
@@ -251,7 +236,7 @@ def test_a_cancel_from_another_sender_stops_nothing_and_says_so(tmp_path):
 def test_a_cancel_stops_only_alerts_of_its_own_status(tmp_path):
     proc, sent = make(tmp_path)
     quake = read("usgs_earthquake_1_1.xml")
-    out = drive(proc, sent, cancel_of(quake, status="Test"), "alerts:0:0")
+    out = drive(proc, sent, quake_cancel(status="Test"), "alerts:0:0")
     [(_, value)] = records(out, "failed")
     assert FailureRecord.from_bytes(value).reason == "cap_cancel"
     out = drive(proc, sent, quake, "alerts:1:0")  # a Test Cancel never stops an Actual alert
