@@ -28,6 +28,8 @@ import logging
 import time
 from typing import NamedTuple
 
+from .threads import WorkerStopping
+
 log = logging.getLogger("alertanim")
 
 TAIL = 64  # records read back per partition of `ready` when a completion may already be out
@@ -57,11 +59,14 @@ class Emitter:
         # keyed by input (topic, partition)
         self._producers: dict[tuple[str, int], object] = {}
         self._locks: dict[tuple[str, int], asyncio.Lock] = {}
+        self._closed = False
 
     def transactional_id(self, topic: str, partition: int) -> str:
         return f"{self.settings.app_id}.emit.{topic}.{partition}"
 
     async def _producer(self, tp: tuple[str, int]):
+        if self._closed:  # shutting down: what is in flight commits nothing from here on
+            raise WorkerStopping("the transactional producers are closed")
         producer = self._producers.get(tp)
         if producer is None:
             from aiokafka import AIOKafkaProducer
@@ -209,6 +214,7 @@ class Emitter:
         return {tp: (o.offset if o is not None else None) for tp, o in found.items()}
 
     async def close(self) -> None:
+        self._closed = True
         for tp in list(self._producers):
             await self._drop(tp)
 

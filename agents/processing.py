@@ -28,6 +28,7 @@ from .failures import Failures, alert_id_of
 from .metrics import Metrics
 from .outbox import Outbox, Records
 from .retry import run_retried
+from .threads import WorkerStopping
 from .topology import INGEST
 
 log = logging.getLogger("alertanim")
@@ -61,9 +62,20 @@ class StageProcessor:
             self.metrics.retries.labels(stage).inc()
             log.info("retrying %s (attempt %d): %r", stage, state.attempt_number,
                      state.outcome.exception())
-        return await run_retried(self.settings, executor or self.threads.for_stage(stage), fn,
-                                 *args, retry_on=lambda exc: not isinstance(exc, InvalidInput),
-                                 on_retry=on_retry)
+        try:
+            return await run_retried(
+                self.settings, executor or self.threads.for_stage(stage), fn, *args,
+                retry_on=lambda exc: not isinstance(exc, InvalidInput) and not self.stopping,
+                on_retry=on_retry)
+        except RetriesExhausted as gave_up:
+            if self.stopping:  # the pools went away under it: not the input's fault
+                raise WorkerStopping(f"{stage} stopped with the worker") from gave_up.error
+            raise
+
+    @property
+    def stopping(self) -> bool:
+        """Whether the worker is shutting down (its pools are closed)."""
+        return self.threads.closed
 
     # -- one message, several ----------------------------------------------------------------
     async def process(self, stage: str, raw: bytes, at: Position | None = None,
@@ -270,6 +282,9 @@ class StageProcessor:
         """The input ends as a failure record; with transactions, in one transaction with the
         input's offset, so a worker killed in between sends neither and the input's next owner
         sends one."""
+        if self.stopping:
+            raise WorkerStopping(f"{stage} stopped with the worker; the input is read again by "
+                                 f"its partition's next owner") from gave_up.error
         exc = gave_up.error
         record = await self.failures.record(stage, one.raw, exc, gave_up.attempts,
                                             alert_id or alert_id_of(one.raw, exc))

@@ -13,6 +13,8 @@ store together do not come back in lockstep.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
 
 from tenacity import (AsyncRetrying, RetryCallState, Retrying, retry_if_exception,
@@ -55,6 +57,8 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
+CANCELLED = (asyncio.CancelledError, concurrent.futures.CancelledError)
+
 class _Stop:
     """max_attempts for errors that waiting cannot fix, a deadline for those it can."""
 
@@ -81,7 +85,9 @@ def policy(settings, *, retry_on=lambda exc: True, forever_if_transient: bool = 
             on_retry(state)
 
     return dict(
-        retry=retry_if_exception(retry_on),
+        # a cancellation (the task's, or a pool's future cancelled at shutdown) goes on out:
+        # tenacity would otherwise take it for one more error to retry
+        retry=retry_if_exception(lambda exc: not isinstance(exc, CANCELLED) and retry_on(exc)),
         stop=_Stop(settings.max_attempts, deadline),
         wait=wait_random_exponential(multiplier=settings.retry_backoff_s,
                                      max=settings.retry_backoff_max_s),

@@ -9,10 +9,18 @@ or a slow store never hold up a stage.
 
 from __future__ import annotations
 
+import asyncio
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from .topology import uses_gpu
+
+
+class WorkerStopping(asyncio.CancelledError):
+    """The worker is shutting down: what was in flight ends here with nothing sent and no offset
+    committed, so the partition's next owner reads the input again. Never a failure record: a
+    scale-in or a rolling update must not turn alerts in flight into failures. A CancelledError,
+    so no `except Exception` on the way out stops it."""
 
 
 def _pool(n: int, name: str) -> ThreadPoolExecutor:
@@ -27,6 +35,7 @@ class Threads:
     cpu: Executor = field(default=None)  # type: ignore[assignment]
     io: Executor = field(default=None)  # type: ignore[assignment]
     page: Executor = field(default=None)  # type: ignore[assignment]
+    closed: bool = False  # set first thing in close(): from then on nothing new is recorded
 
     def __post_init__(self) -> None:
         self.gpu = self.gpu or _pool(1, "gpu")
@@ -43,5 +52,6 @@ class Threads:
 
     def close(self, wait: bool = False) -> None:
         """Stop taking work; `wait` waits for what is running (a stage mid-batch) to end."""
+        self.closed = True
         for pool in (self.page, self.io, self.cpu, self.gpu):
             pool.shutdown(wait=wait, cancel_futures=True)

@@ -5,6 +5,7 @@ workers.
     python -m tests.bench.bench_stream            # tiny preset on CPU, starts Kafka and S3 itself
     python -m tests.bench.bench_stream --burst 100 --no-scale-out   # the instant tier in a burst
     python -m tests.bench.bench_stream --burst 0 --no-reports   # a lone alert without its report
+    python -m tests.bench.bench_stream --front-only --burst 100  # the front role alone: instant
 
 The scene library's `fire` entry is built first (`alertanim library build --only fire`), so each
 alert gets its `instant` event from the subject stage and its `ready` event at the end. Latency
@@ -36,6 +37,9 @@ def main(argv=None) -> dict:
                     help="workers store no report.html (what the report costs a lone alert)")
     ap.add_argument("--no-scale-out", action="store_true",
                     help="burst one worker only (no second worker, no second burst)")
+    ap.add_argument("--front-only", action="store_true",
+                    help="the worker runs the front role only (ingest, subject): instant events "
+                         "alone, no generated animation, no in-process run")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
 
@@ -57,7 +61,8 @@ def main(argv=None) -> dict:
 
     torch.set_num_threads(1)  # the same thread budget a worker process gets
     models = load_models("tiny", cache_dir=cache)
-    run_workflow(models, text, seed=0, config=config)
+    if not args.front_only:
+        run_workflow(models, text, seed=0, config=config)
     inproc = []
 
     broker = KafkaBroker().start()
@@ -67,47 +72,58 @@ def main(argv=None) -> dict:
         p = Pipeline(broker, s3, cache, method={"steps": args.steps},
                      **({"reports": False} if args.no_reports else {}))
         p.build_library("fire")
-        worker = p.start_worker()
+        worker = p.start_worker("ingest,subject" if args.front_only else "all")
+        figures["stages"] = "ingest,subject" if args.front_only else "all"
+        # the event that ends an alert here: the generated one, or the instant one alone
+        last = p.settings.topic_instant if args.front_only else p.settings.topic_ready
         publish(p.settings, [("warm", alert_bytes("warm", text))])
-        consume(p.settings, [p.settings.topic_ready], until=lambda r: len(r) >= 1, timeout=300)
+        consume(p.settings, [last], until=lambda r: len(r) >= 1, timeout=300)
         both = [p.settings.topic_instant, p.settings.topic_ready]
         stream, instant, stages = [], [], {}
         for i in range(args.alerts):
             # each alert in-process, then through the stream, one after the other: both under
             # the same load (the broker and S3 up, the worker idle), so the ratio does not move
             # with what else this machine runs from one minute to the next
-            t0 = time.perf_counter()
-            run_workflow(models, text, seed=i, config=config)
-            inproc.append(time.perf_counter() - t0)
+            if not args.front_only:
+                t0 = time.perf_counter()
+                run_workflow(models, text, seed=i, config=config)
+                inproc.append(time.perf_counter() - t0)
             aid = f"lat-{i}"
             t0, t0_epoch = time.perf_counter(), time.time()
             publish(p.settings, [(aid, alert_bytes(aid, text))])
             got = consume(p.settings, both, until=lambda r: any(
-                x.key == aid.encode() and x.topic == both[1] for x in r), timeout=300)
+                x.key == aid.encode() and x.topic == last for x in r), timeout=300)
             stream.append(time.perf_counter() - t0)
             mine = [x for x in got if x.key == aid.encode()]
             instant += [x.timestamp / 1000 - t0_epoch for x in mine if x.topic == both[0]]
-            [event] = [AnimationReady.from_bytes(x.value) for x in mine if x.topic == both[1]]
-            for name, sec in event.stage_seconds.items():
-                stages.setdefault(name, []).append(sec)
-        figures["latency"] = {
-            "in_process_median_s": round(statistics.median(inproc), 3),
-            "in_process_p95_s": round(pct(inproc, 0.95), 3),
-            "stream_median_s": round(statistics.median(stream), 3),
-            "stream_p95_s": round(pct(stream, 0.95), 3),
-        }
-        lat = figures["latency"]
-        lat["median_ratio"] = round(lat["stream_median_s"] / lat["in_process_median_s"], 2)
-        lat["p95_ratio"] = round(lat["stream_p95_s"] / lat["in_process_p95_s"], 2)
-        lat["paired_ratio_median"] = round(statistics.median(
-            st / ip for st, ip in zip(stream, inproc)), 2)
-        lat["instant_events"] = len(instant)
-        if instant:
-            lat["instant_median_s"] = round(statistics.median(instant), 3)
-            lat["instant_p95_s"] = round(pct(instant, 0.95), 3)
-        # where a lone alert's time goes in the stream: each stage's own seconds, median
-        figures["stream_stage_seconds_median"] = {
-            name: round(statistics.median(secs), 3) for name, secs in stages.items()}
+            for event in [AnimationReady.from_bytes(x.value) for x in mine if x.topic == both[1]]:
+                for name, sec in event.stage_seconds.items():
+                    stages.setdefault(name, []).append(sec)
+        if args.front_only:
+            figures["latency"] = {"instant_events": len(instant)}
+            if instant:
+                figures["latency"].update(
+                    instant_median_s=round(statistics.median(instant), 3),
+                    instant_p95_s=round(pct(instant, 0.95), 3))
+        elif args.alerts:
+            figures["latency"] = {
+                "in_process_median_s": round(statistics.median(inproc), 3),
+                "in_process_p95_s": round(pct(inproc, 0.95), 3),
+                "stream_median_s": round(statistics.median(stream), 3),
+                "stream_p95_s": round(pct(stream, 0.95), 3),
+            }
+            lat = figures["latency"]
+            lat["median_ratio"] = round(lat["stream_median_s"] / lat["in_process_median_s"], 2)
+            lat["p95_ratio"] = round(lat["stream_p95_s"] / lat["in_process_p95_s"], 2)
+            lat["paired_ratio_median"] = round(statistics.median(
+                st / ip for st, ip in zip(stream, inproc)), 2)
+            lat["instant_events"] = len(instant)
+            if instant:
+                lat["instant_median_s"] = round(statistics.median(instant), 3)
+                lat["instant_p95_s"] = round(pct(instant, 0.95), 3)
+            # where a lone alert's time goes in the stream: each stage's own seconds, median
+            figures["stream_stage_seconds_median"] = {
+                name: round(statistics.median(secs), 3) for name, secs in stages.items()}
 
         def burst(pipeline, tag):
             ids = [f"{tag}-{i}" for i in range(args.burst)]
@@ -116,15 +132,17 @@ def main(argv=None) -> dict:
             t0, t0_epoch = time.perf_counter(), time.time()
             publish(pipeline.settings, [(i, alert_bytes(i, text)) for i in ids])
             records = consume(pipeline.settings, topics, until=lambda r: len(
-                {x.key for x in r if x.topic == topics[1]} & wanted) >= len(ids), timeout=3600)
+                {x.key for x in r if x.topic == last} & wanted) >= len(ids), timeout=3600)
             elapsed = time.perf_counter() - t0
             ours = [r for r in records if r.key in wanted]
             # from the burst's publication: what its consumers wait, queueing included
             ready = [r.timestamp / 1000 - t0_epoch for r in ours if r.topic == topics[1]]
             fast = [r.timestamp / 1000 - t0_epoch for r in ours if r.topic == topics[0]]
             out = {"alerts": len(ids), "alerts_per_s": round(len(ids) / elapsed, 3),
-                   "ready_p50_s": round(statistics.median(ready), 3),
-                   "ready_p95_s": round(pct(ready, 0.95), 3), "instant_events": len(fast)}
+                   "instant_events": len(fast)}
+            if ready:
+                out.update(ready_p50_s=round(statistics.median(ready), 3),
+                           ready_p95_s=round(pct(ready, 0.95), 3))
             if fast:
                 out.update(instant_p50_s=round(statistics.median(fast), 3),
                            instant_p95_s=round(pct(fast, 0.95), 3))
@@ -133,7 +151,7 @@ def main(argv=None) -> dict:
         workers = [worker]
         if args.burst:
             figures["one_worker"] = burst(p, "one")
-        if args.burst and not args.no_scale_out:
+        if args.burst and not (args.no_scale_out or args.front_only):
             workers.append(p.start_worker())
             figures["two_workers"] = burst(p, "two")
             figures["two_worker_speedup"] = round(figures["two_workers"]["alerts_per_s"]

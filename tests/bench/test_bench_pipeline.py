@@ -52,7 +52,9 @@ def test_benchmark_prints_every_figure_from_one_run(tiny, model_cache, tmp_path)
     c = MethodConfig()
     evals = 2 * (c.candidates * c.steps + c.variants * int(c.steps * c.strength))
     assert figures["tflop_per_alert"] * 1e12 >= 0.99 * evals * unet_flops_per_image(tiny, 64)
-    assert figures["achieved_tflops"] == round(figures["tflop_per_alert"] / med["total"], 2)
+    # (from the unrounded FLOPs: the printed TFLOP may move the last digit)
+    assert figures["achieved_tflops"] == pytest.approx(figures["tflop_per_alert"] / med["total"],
+                                                       abs=0.011)
     assert figures["flop_limit_seconds"] == round(figures["tflop_per_alert"] / 1.0, 3)
 
     # the fast path against the fp32 reference at the same seeds
@@ -60,7 +62,8 @@ def test_benchmark_prints_every_figure_from_one_run(tiny, model_cache, tmp_path)
 
     burst = figures["burst"]
     assert burst["alerts"] == 3 and burst["batch_max"] == 2
-    assert burst["alerts_per_hour"] == round(3 / burst["seconds"] * 3600)
+    # from the unrounded seconds: the printed (rounded) ones may give one alert/hour more or less
+    assert burst["alerts_per_hour"] == pytest.approx(3 / burst["seconds"] * 3600, abs=1)
 
     for name in ("a", "b"):
         seconds = figures[f"baseline_{name}_seconds"]
