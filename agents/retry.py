@@ -59,6 +59,7 @@ def is_transient(exc: BaseException) -> bool:
 
 CANCELLED = (asyncio.CancelledError, concurrent.futures.CancelledError)
 
+
 class _Stop:
     """max_attempts for errors that waiting cannot fix, a deadline for those it can."""
 

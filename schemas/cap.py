@@ -324,7 +324,8 @@ def cap_update(original: bytes, resources: Sequence[CapResource], *, sender: str
                  sent=sent if isinstance(sent, str) else _cap_time(sent))
     infos = root.findall(_q("info", ns))
     chosen = choose_info(cap, languages)
-    animated = infos[cap.infos.index(chosen)] if chosen is not None else None
+    # the element of the block choose_info took (by identity: two blocks may be equal)
+    animated = next((e for e, info in zip(infos, cap.infos) if info is chosen), None)
     for plan in UPDATE_PLANS:
         out = ET.Element(_q("alert", ns))
         for name, text in (("identifier", own.identifier), ("sender", own.sender),
