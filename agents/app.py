@@ -27,7 +27,7 @@ from .processing import Input, StageProcessor
 from .settings import Settings
 from .status import Board, follow
 from .storage import store_from_settings
-from .topology import INGEST, all_topics, batched, parse_stages, source_topic
+from .topology import INGEST, all_topics, batched, front, parse_stages, source_topic
 from .web import Routes, WebPort
 
 log = logging.getLogger("alertanim")
@@ -122,10 +122,12 @@ def create_app(settings: Settings, adapter: Adapter | None = None) -> faust.App:
             return Input(event.value, Position.of(message), message.key or b"",
                          traceparent_of(message.headers) if stage == INGEST else None)
 
-        if batched(settings, stage):
+        if batched(settings, stage) or (front(stage) and settings.front_batching):
+            size, window = ((settings.front_batch_max, settings.front_batch_window_ms)
+                            if front(stage) else (settings.batch_max, settings.batch_window_ms))
+
             async def agent(stream):
-                async for events in stream.take_events(settings.batch_max,
-                                                       within=settings.batch_window_ms / 1000):
+                async for events in stream.take_events(size, within=window / 1000):
                     await processor.process_inputs(stage, [one(e) for e in events])
         else:
             async def agent(stream):

@@ -38,6 +38,8 @@ class Library:
         self.run = run
         self._found: dict[str, LibraryEntry] = {}
         self._missed: dict[str, float] = {}
+        # (library run, entry) → (when the first of its URLs expires, the signed renditions)
+        self._signed: dict[tuple[str, str], tuple[float, list[Rendition]]] = {}
         self._lock = threading.Lock()
 
     # -- reading -----------------------------------------------------------------------------
@@ -68,7 +70,22 @@ class Library:
         return [e for e, stored in self.listing() if stored is None]
 
     def presigned(self, entry: LibraryEntry) -> list[Rendition]:
-        """The entry's renditions with URLs presigned now."""
+        """The entry's renditions with presigned URLs, at least half their lifetime left: every
+        instant event of a burst would sign the same URLs again, so they are signed once and
+        kept until half of PRESIGN_EXPIRY_S has passed."""
+        now = time.time()
+        with self._lock:
+            kept = self._signed.get((entry.run, entry.entry))
+        if kept is not None and kept[0] - now > self.settings.presign_expiry_s / 2:
+            return kept[1]
+        out = self._sign(entry)
+        expires = min((r.url_expires_at for r in out if r.url_expires_at is not None),
+                      default=now)
+        with self._lock:
+            self._signed[(entry.run, entry.entry)] = (expires, out)
+        return out
+
+    def _sign(self, entry: LibraryEntry) -> list[Rendition]:
         out = []
         for r in entry.renditions:
             url, expires = self.store.url(
@@ -78,15 +95,20 @@ class Library:
         return out
 
     # -- the instant event -------------------------------------------------------------------
-    def instant(self, msg: StageMessage) -> InstantAnimation | None:
+    def instant(self, msg: StageMessage, source: str = "", marked: bool = False
+                ) -> InstantAnimation | None:
         """The instant event for an alert whose subject is known (`msg`: the subject stage's
-        message for the next stage), or None when its entry is not built yet or the event
-        already went out for this run."""
+        message for the next stage, read at `source`), or None when its entry is not built yet
+        or another copy of the alert sends it (`Ledger.claim_instant`). `marked`: events are
+        marked once they went out (without transactions, an input can be read again after its
+        records went out), and a marked one is not sent again."""
         from alertanim.pipeline import graph
 
         subject = value_of("subject", graph.PORTS["subject"], msg.artifacts["subject"], msg)
         entry = self.get(entry_for(subject.hazard))
-        if entry is None or self.ledger.instant_sent(msg.alert_id, msg.run):
+        if entry is None or (marked and self.ledger.instant_sent(msg.alert_id, msg.run)):
+            return None
+        if not self.ledger.claim_instant(msg.alert_id, msg.run, msg.source, source):
             return None
         alert = msg.alert
         return InstantAnimation(

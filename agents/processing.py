@@ -15,10 +15,12 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import NamedTuple
 
 from alertanim.pipeline import graph
-from alertanim.schemas import AnimationReady, FailureRecord, InstantAnimation, StageMessage
+from alertanim.schemas import (AnimationReady, FailureRecord, InstantAnimation, StageMessage,
+                               is_cap)
 from alertanim.schemas.errors import InvalidInput, RetriesExhausted, SendRefused
 
 from .adapter import Adapter, Stored
@@ -29,7 +31,11 @@ from .metrics import Metrics
 from .outbox import Outbox, Records
 from .retry import run_retried
 from .threads import WorkerStopping
-from .topology import INGEST
+from .topology import INGEST, front
+
+# A batch with an input larger than this is worked out in input order: its order key would be
+# read on the event loop.
+ORDER_KEY_BYTES = 64 * 1024
 
 log = logging.getLogger("alertanim")
 outcomes = logging.getLogger("alertanim.outcome")  # one JSON line per alert that ended
@@ -40,6 +46,18 @@ class Input(NamedTuple):
     at: Position | None = None  # where it was read (its transaction commits past it)
     key: bytes | None = None  # the record's key; None when it did not come from Kafka
     traceparent: str | None = None  # the record's, when valid (ingest); stages carry their own
+
+
+class Leaving(NamedTuple):
+    """An input's outcome before it leaves: its records, and what follows once they went out.
+    `alone`: an outcome that leaves by itself, in its place (a stored completion sent again)."""
+
+    one: Input
+    records: list[Out]
+    alert_id: str | None
+    after: Callable[[bool], Awaitable[None]] | None = None  # with whether they went out
+    failure: FailureRecord | None = None  # the records are this failure record's
+    alone: Callable[[], Awaitable[None]] | None = None
 
 
 class StageProcessor:
@@ -89,6 +107,9 @@ class StageProcessor:
 
     async def process_inputs(self, stage: str, inputs: list[Input]) -> None:
         self.last_input = time.monotonic()
+        if front(stage) and len(inputs) > 1:
+            await self._front(stage, inputs)
+            return
         ended = 0  # inputs whose outcome left
         try:
             if stage == INGEST:
@@ -159,6 +180,150 @@ class StageProcessor:
         self.metrics.batch_size.labels(stage).observe(len(msgs))
         return results, time.perf_counter() - t0
 
+    # -- the front stages: a batch at a time, one transaction per input partition -----------
+    async def _front(self, stage: str, inputs: list[Input]) -> None:
+        """Ingest or the subject stage over what arrived together: each input's outcome is
+        worked out (concurrently, except where their order can matter), and each input
+        partition's outcomes leave in one transaction with the partition's last offset as soon
+        as they are all known, so a burst costs a commit per partition and batch instead of one
+        per alert. A transaction refused as a whole (a record the broker will not take) is tried
+        again one input at a time, so one bad outcome costs only itself."""
+        ended: set[int] = set()  # inputs whose outcome left
+        self.metrics.batch_size.labels(stage).observe(len(inputs))
+        outcomes, working = self._work_out(stage, inputs)
+        try:
+            groups: dict[tuple[str, int] | None, list[int]] = {}
+            for i, one in enumerate(inputs):
+                at = one.at
+                groups.setdefault((at.topic, at.partition) if at is not None else None,
+                                  []).append(i)
+
+            async def partition(order: list[int]) -> None:  # in input order
+                run: list[Leaving] = []
+                for i in order:
+                    leaving = await outcomes[i]
+                    if leaving.alone is None:
+                        run.append(leaving)
+                        continue
+                    await self._leave_together(stage, run)
+                    ended.update(order[:order.index(i)])
+                    run = []
+                    await leaving.alone()
+                    ended.add(i)
+                await self._leave_together(stage, run)
+                ended.update(order)
+            # partitions are independent (a producer each): their transactions run side by side
+            done = await asyncio.gather(*(partition(o) for o in groups.values()),
+                                        return_exceptions=True)
+            for outcome in done:
+                if isinstance(outcome, asyncio.CancelledError):  # the worker is stopping
+                    raise outcome
+            for outcome in done:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+        except Exception as exc:  # noqa: BLE001 - last line of defence: record, never drop
+            log.exception("unexpected error at %s", stage)
+            await asyncio.gather(*working, return_exceptions=True)
+            for i, one in enumerate(inputs):
+                if i not in ended:
+                    try:
+                        await self.fail(stage, one, RetriesExhausted(exc, 1))
+                    except Exception:  # noqa: BLE001
+                        log.exception("could not record a failure at %s", stage)
+        finally:
+            await asyncio.gather(*working, return_exceptions=True)
+            for outcome in outcomes:  # each failed outcome's error is read, here or above
+                if outcome.done() and not outcome.cancelled():
+                    outcome.exception()
+
+    def _work_out(self, stage: str, inputs: list[Input]
+                  ) -> tuple[list[asyncio.Future], list[asyncio.Task]]:
+        """Every input's outcome, a future each (in input order), and the tasks that work them
+        out. Inputs whose order can matter are worked out one after the other in input order:
+        at ingest, CAP documents (a Cancel before the alert it names) and alerts under one id
+        (the first claims it); at a stage, one alert's messages. The rest run side by side on
+        the IO threads: their time is the store's."""
+        chains: dict[object, list[int]] = {}
+        if any(len(one.raw) > ORDER_KEY_BYTES for one in inputs):
+            chains[0] = list(range(len(inputs)))  # not read on the event loop: all in order
+        else:
+            for i, one in enumerate(inputs):
+                chains.setdefault(_order_key(stage, one, i), []).append(i)
+        loop = asyncio.get_running_loop()
+        outcomes = [loop.create_future() for _ in inputs]
+
+        async def chain(indices: list[int]) -> None:
+            for at, i in enumerate(indices):
+                try:
+                    outcomes[i].set_result(await self._working_out(stage, inputs[i]))
+                except BaseException as exc:  # noqa: BLE001 - handed to whoever waits
+                    for j in indices[at:]:
+                        if isinstance(exc, asyncio.CancelledError):
+                            outcomes[j].cancel()
+                        else:
+                            outcomes[j].set_exception(exc)
+                    return
+        return outcomes, [asyncio.ensure_future(chain(c)) for c in chains.values()]
+
+    async def _working_out(self, stage: str, one: Input) -> Leaving:
+        io = self.threads.io
+        t0 = time.perf_counter()
+        try:
+            if stage == INGEST:
+                result = await self._retried(stage, self.adapter.ingest, one.raw, one.at,
+                                             one.key, one.traceparent, executor=io)
+            else:
+                msg = await self._retried(stage, self.adapter.decode, stage, one.raw,
+                                          executor=io)
+                one = one._replace(traceparent=msg.traceparent)
+                result = await self._retried(stage, self._run_one, stage, msg, executor=io)
+        except RetriesExhausted as gave_up:
+            return await self._failing(stage, one, gave_up)
+        seconds = time.perf_counter() - t0
+        if isinstance(result, StageMessage) and stage == INGEST:
+            one = one._replace(traceparent=result.traceparent)
+        alert_id = getattr(result, "alert_id", None) or alert_id_of(one.raw)
+        if not isinstance(result, StageMessage) and result is not None:
+            # a stored completion, answered again: by itself, as one input always did
+            async def alone() -> None:
+                await self._leave(stage, one, result, seconds)
+            return Leaving(one, [], alert_id, alone=alone)
+        self.metrics.seconds.labels(stage).observe(seconds)
+        self.metrics.processed.labels(stage).inc()
+        if result is None:  # nothing to do; its offset still commits with the others
+            self.metrics.duplicates.labels(stage).inc()
+            return Leaving(one, [], alert_id)
+        return await self._handing_over(stage, one, result)
+
+    async def _leave_together(self, stage: str, leavings: list[Leaving]) -> None:
+        if not leavings:
+            return
+        records = [r for leaving in leavings for r in leaving.records]
+        try:
+            sent = await self.outbox.leave(leavings[-1].one.at, records,
+                                           f"{len(leavings)} inputs at {stage}")
+        except SendRefused as refused:
+            log.warning("%s; sending them one at a time", refused)
+            for leaving in leavings:
+                await self._leave_alone(stage, leaving)
+            return
+        await asyncio.gather(*(leaving.after(sent) for leaving in leavings
+                               if leaving.after is not None))
+
+    async def _leave_alone(self, stage: str, leaving: Leaving) -> None:
+        one = leaving.one
+        if leaving.failure is not None:
+            await self.outbox.fail(one.at, leaving.failure, leaving.records[0].headers)
+            sent = True
+        else:
+            try:
+                sent = await self.outbox.leave(one.at, leaving.records, leaving.alert_id)
+            except SendRefused as exc:
+                await self.fail(stage, one, RetriesExhausted(exc, 1), leaving.alert_id)
+                return
+        if leaving.after is not None:
+            await leaving.after(sent)
+
     # -- the outcome -------------------------------------------------------------------------
     async def _leave(self, stage: str, one: Input,
                      result: StageMessage | AnimationReady | Stored | None,
@@ -178,20 +343,32 @@ class StageProcessor:
             await self.fail(stage, one, RetriesExhausted(exc, 1), alert_id)
 
     async def _hand_over(self, stage: str, one: Input, msg: StageMessage) -> None:
+        leaving = await self._handing_over(stage, one, msg)
+        sent = await self.outbox.leave(one.at, leaving.records, msg.alert_id)
+        await leaving.after(sent)
+
+    async def _handing_over(self, stage: str, one: Input, msg: StageMessage) -> Leaving:
+        """The next stage's message and, from the subject stage, the alert's instant event with
+        it (both leave, or neither)."""
         records = [Out(self.settings.stage_topic(msg.stage), msg.alert_id, msg.to_bytes(),
                        stage_headers(msg.traceparent))]
-        instant = await self._instant(stage, msg)
-        if instant is not None:  # with the hand-over: both leave, or neither
+        instant = await self._instant(stage, msg, one.at)
+        if instant is not None:
             records.append(Out(self.settings.topic_instant, instant.alert_id, instant.to_bytes(),
                                event_headers("instant", f"{instant.alert_id}.{instant.run}"
                                              ".instant", instant.alert_id, self.source,
                                              msg.traceparent, instant.sent_at)))
-        if await self.outbox.leave(one.at, records, msg.alert_id) and instant is not None:
+
+        async def after(sent: bool) -> None:
+            if not sent or instant is None:
+                return
             self._log_outcome("instant", instant.alert_id, msg.traceparent, {
                 "tier": "library", "entry": instant.entry, "subject": instant.subject,
                 "hazard": instant.hazard, "latency_seconds": instant.latency_seconds})
-            await self._mark("instant", self.adapter.ledger.mark_instant_sent,
-                             instant.alert_id, instant.run)
+            if not self.outbox.transactional(one.at):  # it may be read again: marked
+                await self._mark("instant", self.adapter.ledger.mark_instant_sent,
+                                 instant.alert_id, instant.run)
+        return Leaving(one, records, msg.alert_id, after)
 
     async def _complete(self, stage: str, one: Input, result: AnimationReady | Stored) -> None:
         """The `ready` event and its CAP answer. A completion found stored without its marker is
@@ -240,14 +417,18 @@ class StageProcessor:
         return [Out(self.settings.topic_cap, ready.alert_id, update,
                     stage_headers(one.traceparent))]
 
-    async def _instant(self, stage: str, msg: StageMessage) -> InstantAnimation | None:
+    async def _instant(self, stage: str, msg: StageMessage, at: Position | None
+                       ) -> InstantAnimation | None:
         """The instant event, once the subject stage knows the hazard (None when instant events
-        are off, the library lacks the entry, or it already went out). Never costs the alert."""
+        are off, the library lacks the entry, or another input of the alert sends it). Never
+        costs the alert."""
         if stage != graph.NAMES[0] or not self.settings.instant:
             return None
         try:
             return await self._retried("instant", self.adapter.library.instant, msg,
-                                       executor=self.threads.cpu)
+                                       str(at) if at is not None else "",
+                                       not self.outbox.transactional(at),
+                                       executor=self.threads.io)
         except RetriesExhausted as exc:
             log.warning("no instant event for %s: %r", msg.alert_id, exc.error)
             return None
@@ -282,13 +463,36 @@ class StageProcessor:
         """The input ends as a failure record; with transactions, in one transaction with the
         input's offset, so a worker killed in between sends neither and the input's next owner
         sends one."""
+        leaving = await self._failing(stage, one, gave_up, alert_id)
+        await self.outbox.fail(one.at, leaving.failure, leaving.records[0].headers)
+        await leaving.after(True)
+
+    async def _failing(self, stage: str, one: Input, gave_up: RetriesExhausted,
+                       alert_id: str | None = None) -> Leaving:
         if self.stopping:
             raise WorkerStopping(f"{stage} stopped with the worker; the input is read again by "
                                  f"its partition's next owner") from gave_up.error
         exc = gave_up.error
         record = await self.failures.record(stage, one.raw, exc, gave_up.attempts,
                                             alert_id or alert_id_of(one.raw, exc))
-        out = self._failure_out(record, one.traceparent)
-        await self.outbox.fail(one.at, record, out.headers)
-        self._log_outcome("failed", record.alert_id, one.traceparent, {
-            "stage": stage, "reason": record.reason, "attempts": record.attempts})
+
+        async def after(sent: bool) -> None:
+            self._log_outcome("failed", record.alert_id, one.traceparent, {
+                "stage": stage, "reason": record.reason, "attempts": record.attempts})
+        return Leaving(one, [self._failure_out(record, one.traceparent)], record.alert_id,
+                       after, failure=record)
+
+
+def _order_key(stage: str, one: Input, index: int) -> object:
+    """What an input's outcome must keep its place among (inputs with one key are worked out in
+    input order); a key of its own when nothing can depend on it."""
+    if stage == INGEST:
+        if is_cap(one.raw):
+            return "cap"
+        try:
+            body = json.loads(one.raw.decode("utf-8-sig"))
+        except Exception:  # noqa: BLE001 - not JSON (or too deep): ingest refuses it, alone
+            return index
+        alert_id = body.get("id") if isinstance(body, dict) else None
+        return ("id", alert_id) if isinstance(alert_id, str) else index
+    return ("key", one.key) if one.key else index

@@ -107,6 +107,12 @@ class Settings(BaseSettings):
     # Alerts that arrive together share one GPU batch in the batched stages (generate, sample).
     batch_max: int = Field(default=4, ge=1)
     batch_window_ms: int = Field(default=50, ge=0)  # 0 (or batch_max 1) turns batching off
+    # The front stages (ingest, the subject stage) take what has arrived, up to front_batch_max
+    # inputs, waiting at most front_batch_window_ms for more: their outcomes leave in one
+    # transaction per input partition, so a burst costs one commit per batch, not per alert,
+    # and its instant events go out in seconds. front_batch_max 1 turns it off.
+    front_batch_max: int = Field(default=64, ge=1)
+    front_batch_window_ms: int = Field(default=10, ge=0)
     # Threads that PNG-encode a stage's images and move them to and from the store in parallel.
     io_threads: int = Field(default=8, ge=1)
 
@@ -141,6 +147,10 @@ class Settings(BaseSettings):
     def batching(self) -> bool:
         # (a zero window would make Faust wait for a full batch: that means no batching)
         return self.batch_max > 1 and self.batch_window_ms > 0
+
+    @property
+    def front_batching(self) -> bool:
+        return self.front_batch_max > 1 and self.front_batch_window_ms > 0
 
     @property
     def bootstrap_servers(self) -> str:

@@ -52,7 +52,10 @@ class S3Store:
             "s3", endpoint_url=settings.s3_endpoint_url, region_name=settings.s3_region,
             aws_access_key_id=secret(settings.s3_access_key_id),
             aws_secret_access_key=secret(settings.s3_secret_access_key),
+            # a connection for every thread that may call at once (IO, CPU, GPU, page threads),
+            # so none is opened and discarded per request
             config=Config(connect_timeout=3, read_timeout=10,
+                          max_pool_connections=settings.io_threads + 8,
                           retries={"max_attempts": 2, "mode": "standard"},
                           signature_version="s3v4"))
         return cls(client, settings.s3_bucket, settings.s3_prefix)

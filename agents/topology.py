@@ -42,3 +42,8 @@ def uses_gpu(stage: str) -> bool:
 
 def batched(settings, stage: str) -> bool:
     return settings.batching and stage != INGEST and graph.STAGES[stage].batched
+
+
+def front(stage: str) -> bool:
+    """Ingest and the subject stage: cheap, CPU only, and what the instant event waits for."""
+    return stage in (INGEST, FIRST)

@@ -13,14 +13,22 @@ def alert_bytes(alert_id: str, text: str, **extra) -> bytes:
                       ensure_ascii=False).encode()
 
 
-def publish(settings, records: list[tuple[str | None, bytes]]) -> None:
-    """Send `(key, value)` records to the alerts topic, each acknowledged by the broker."""
+def publish(settings, records: list[tuple[str | None, bytes]], together: bool = False) -> None:
+    """Send `(key, value)` records to the alerts topic, each acknowledged by the broker: one
+    after the other, or (`together`) all sent at once and then waited for, as a publisher
+    sends a burst."""
     async def run():
         from aiokafka import AIOKafkaProducer
 
         producer = AIOKafkaProducer(**settings.kafka_client_kwargs(), acks="all")
         await producer.start()
         try:
+            if together:
+                sent = [await producer.send(settings.topic_alerts, value=value,
+                                            key=key.encode() if key else None)
+                        for key, value in records]
+                await asyncio.gather(*sent)
+                return
             for key, value in records:
                 await producer.send_and_wait(settings.topic_alerts, value=value,
                                              key=key.encode() if key else None)
