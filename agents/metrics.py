@@ -21,8 +21,9 @@ class Metrics:
                                   "Redelivered messages whose result had already gone out",
                                   ["stage"], registry=r)
         self.batch_size = Histogram("alertanim_stage_batch_size",
-                                    "Alerts per GPU batch in the batching stages", ["stage"],
-                                    registry=r, buckets=(1, 2, 3, 4, 6, 8, 12, 16))
+                                    "Inputs per batch: the GPU batches of the batching stages, "
+                                    "the front stages' batches", ["stage"],
+                                    registry=r, buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32, 64))
         self.lag = Gauge("alertanim_consumer_group_lag",
                          "Messages on a topic the worker group has not yet processed",
                          ["topic"], registry=r)

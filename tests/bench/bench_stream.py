@@ -6,6 +6,8 @@ workers.
     python -m tests.bench.bench_stream --burst 100 --no-scale-out   # the instant tier in a burst
     python -m tests.bench.bench_stream --burst 0 --no-reports   # a lone alert without its report
     python -m tests.bench.bench_stream --front-only --burst 100  # the front role alone: instant
+    python -m tests.bench.bench_stream --burst 100 --no-scale-out --burst-until instant
+                                                # every stage on one worker, until the instants
 
 The scene library's `fire` entry is built first (`alertanim library build --only fire`), so each
 alert gets its `instant` event from the subject stage and its `ready` event at the end. Latency
@@ -40,6 +42,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--front-only", action="store_true",
                     help="the worker runs the front role only (ingest, subject): instant events "
                          "alone, no generated animation, no in-process run")
+    ap.add_argument("--burst-until", choices=("ready", "instant"), default="ready",
+                    help="a burst ends when every alert's ready event (or instant event) is in: "
+                         "instant measures the instant tier beside the GPU stages in minutes")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
 
@@ -125,6 +130,8 @@ def main(argv=None) -> dict:
             figures["stream_stage_seconds_median"] = {
                 name: round(statistics.median(secs), 3) for name, secs in stages.items()}
 
+        upto = p.settings.topic_instant if args.burst_until == "instant" else last
+
         def burst(pipeline, tag):
             ids = [f"{tag}-{i}" for i in range(args.burst)]
             wanted = {i.encode() for i in ids}
@@ -135,7 +142,7 @@ def main(argv=None) -> dict:
             publish(pipeline.settings, [(i, alert_bytes(i, text)) for i in ids], together=True)
             published = time.perf_counter() - t0
             records = consume(pipeline.settings, topics, until=lambda r: len(
-                {x.key for x in r if x.topic == last} & wanted) >= len(ids), timeout=3600)
+                {x.key for x in r if x.topic == upto} & wanted) >= len(ids), timeout=3600)
             elapsed = time.perf_counter() - t0
             ours = [r for r in records if r.key in wanted]
             sent_at = {r.key: r.timestamp / 1000 for r in ours if r.topic == topics[2]}

@@ -76,6 +76,34 @@ def test_the_ingest_and_subject_roles_alone_send_instant_events(pipeline_factory
     assert found[0].timestamp / 1000 - t0 < 30
 
 
+def test_a_burst_at_the_front_gets_one_instant_event_each_across_a_worker_kill(
+        pipeline_factory):
+    """Ingest and the subject stage a batch at a time, one transaction per partition: a worker
+    killed mid-burst leaves every alert one instant event, and every input one hand-over, for
+    a read-committed consumer; a re-published copy sends no second instant event."""
+    p = pipeline_factory()
+    p.build_library("fire")
+    worker = p.start_worker("ingest,subject")
+    ids = [f"front-{i}" for i in range(40)]
+    burst = [(i, alert_bytes(i, FIRE)) for i in ids]
+    publish(p.settings, [*burst[:20], burst[0], *burst[20:]], together=True)  # one copy
+    instant, generate = p.settings.topic_instant, p.settings.stage_topic("generate")
+    records(p, [instant], lambda rs: len(rs) >= 1, 60)
+    worker.kill()
+    worker = p.start_worker("ingest,subject")
+    found = records(p, [instant, generate], lambda rs: len(
+        {r.key for r in by_key(rs, instant)}) >= len(ids) and len(by_key(rs, generate)) >= 41, 120)
+    assert sorted(r.key.decode() for r in by_key(found, instant)) == sorted(ids)
+    assert sorted(r.key.decode() for r in by_key(found, generate)) == sorted([*ids, ids[0]])
+    # alerts that arrive together are taken together
+    more = [f"front-b-{i}" for i in range(30)]
+    publish(p.settings, [(i, alert_bytes(i, FIRE)) for i in more], together=True)
+    records(p, [instant], lambda rs: len(rs) >= len(ids) + len(more), 60)
+    batches = worker.metric("alertanim_stage_batch_size", "_count", stage="ingest")
+    inputs = worker.metric("alertanim_stage_batch_size", "_sum", stage="ingest")
+    assert batches >= 1 and inputs / batches > 1, (batches, inputs)
+
+
 def test_a_library_entry_survives_a_store_restart_and_is_built_once(own_s3, kafka, pipeline_on):
     import boto3
 
