@@ -108,3 +108,13 @@ def test_ci_runs_the_readmes_test_command():
                "python3 -m pytest")
     assert command in README.read_text(encoding="utf-8")
     assert command in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+
+
+def test_every_test_the_docs_name_exists():
+    """A guarantee names the tests that hold it; a renamed test must not leave the page naming
+    one that no longer runs."""
+    named = {name for page in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]
+             for name in re.findall(r"`(test_[a-z0-9_]+)`", page.read_text())}
+    defined = set(re.findall(r"^\s*def (test_[a-z0-9_]+)\(", "\n".join(
+        p.read_text() for p in (ROOT / "tests").rglob("test_*.py")), re.M))
+    assert named and sorted(named - defined) == []
