@@ -57,8 +57,7 @@ class Ingest:
         if cap is not None:
             self.ledger.record_cap(alert.id, raw)  # its Update repeats the original's blocks
         return StageMessage(alert=alert, stage=FIRST, run=self.run, seed=seed_for(alert.id),
-                            received_at=time.time(), source=str(at) if at is not None else None,
-                            traceparent=traceparent or new_trace(),
+                            received_at=time.time(), traceparent=traceparent or new_trace(),
                             seconds={"ingest": round(time.perf_counter() - t0, 4)})
 
     def _from_cap(self, raw: bytes) -> tuple[CapAlert, Alert]:

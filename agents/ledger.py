@@ -9,8 +9,7 @@ per alert. One place derives keys; nothing else builds them.
     runs/<alert id>/<run>/report.html           the alert's report, self-contained HTML
     runs/<alert id>/<run>/ready.json            the completion, stored before its event is sent
     runs/<alert id>/<run>/emitted               written once the event was acknowledged
-    runs/<alert id>/<run>/instant               the input that sends the instant event, when
-                                                not the one that made the first claim
+    runs/<alert id>/<run>/instant               the message that sends the instant event
     runs/<alert id>/<run>/instant.sent          without transactions: written once it went out
     failed/<sha256>                             an input too large for its failure record
 
@@ -31,7 +30,6 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import NamedTuple
 
 from alertanim.pipeline import __version__ as PIPELINE_VERSION
 from alertanim.pipeline.animate import EXTENSIONS
@@ -60,14 +58,6 @@ class Claim(enum.Enum):
     ALREADY_SENT = "already_sent"  # the same record again, after its event went out: nothing
 
 
-class FirstClaim(NamedTuple):
-    """What the first claim on an alert id recorded (it never changes once written)."""
-
-    content_hash: str
-    source: str  # the position of the record that made it ("" when not from Kafka)
-    run: str
-
-
 @dataclass(frozen=True)
 class ClaimResult:
     claim: Claim
@@ -78,7 +68,7 @@ class Ledger:
     def __init__(self, store: ObjectStore, presign_expiry_s: int):
         self.store = store
         self.presign_expiry_s = presign_expiry_s
-        self._claims: OrderedDict[str, FirstClaim] = OrderedDict()  # by alert id
+        self._claims: OrderedDict[str, str] = OrderedDict()  # alert id → claimed content hash
         self._claims_lock = threading.Lock()  # decoding runs on several threads
 
     # -- keys --------------------------------------------------------------------------------
@@ -120,7 +110,7 @@ class Ledger:
         return f"failed/{sha256}"
 
     def instant_key(self, alert_id: str, run: str) -> str:
-        """The claim on the alert's instant event: the position of the input that sends it."""
+        """The claim on the alert's instant event: the position of the message that sends it."""
         return f"{self.run_prefix(alert_id, run)}instant"
 
     def instant_sent_key(self, alert_id: str, run: str) -> str:
@@ -172,30 +162,25 @@ class Ledger:
 
     def claimed_hash(self, alert_id: str) -> str | None:
         """The content hash the first claim on `alert_id` recorded, or None when there is no
-        claim."""
-        first = self.first_claim(alert_id)
-        return first.content_hash if first is not None else None
-
-    def first_claim(self, alert_id: str) -> FirstClaim | None:
-        """The first claim on `alert_id`, or None when there is none. Claims are written once
-        and never change, so what was read is kept."""
+        claim. Claims are written once and never change, so what was read is kept."""
         with self._claims_lock:
-            first = self._claims.get(alert_id)
-            if first is not None:
+            digest = self._claims.get(alert_id)
+            if digest is not None:
                 self._claims.move_to_end(alert_id)
-                return first
+                return digest
         try:
             seen = json.loads(self.store.get(self.alert_key(alert_id)))
         except ArtifactMissing:
             return None
-        first = _first_claim(seen)
-        if first is not None:
-            self._remember_claim(alert_id, first)
-        return first
+        digest = seen.get("content_hash") if isinstance(seen, dict) else None
+        if not isinstance(digest, str):
+            return None
+        self._remember_claim(alert_id, digest)
+        return digest
 
-    def _remember_claim(self, alert_id: str, first: FirstClaim) -> None:
+    def _remember_claim(self, alert_id: str, digest: str) -> None:
         with self._claims_lock:
-            self._claims[alert_id] = first
+            self._claims[alert_id] = digest
             self._claims.move_to_end(alert_id)
             while len(self._claims) > CLAIMS_CACHED:
                 self._claims.popitem(last=False)
@@ -225,12 +210,10 @@ class Ledger:
                            "received_at": time.time()}).encode()
         key = self.alert_key(alert.id)
         if self.store.put_if_absent(key, body, "application/json"):
-            self._remember_claim(alert.id, FirstClaim(digest, source, run))
+            self._remember_claim(alert.id, digest)
             return ClaimResult(Claim.NEW)
         seen = json.loads(self.store.get(key))
-        first = _first_claim(seen)
-        if first is not None:
-            self._remember_claim(alert.id, first)
+        self._remember_claim(alert.id, seen["content_hash"])
         if seen["content_hash"] != digest:
             raise InvalidAlert("duplicate_id_conflict",
                                f"alert id {alert.id!r} was already used for different content",
@@ -290,21 +273,14 @@ class Ledger:
         self.store.put_if_absent(self.instant_sent_key(alert_id, run), b"",
                                  "application/octet-stream")
 
-    def claim_instant(self, alert_id: str, run: str, ingested_from: str | None,
-                      source: str) -> bool:
-        """Whether a stage message sends the alert's instant event, with its hand-over.
-
-        The alert's first claim names the record that made it: of this run, the message that
-        came from that record (`ingested_from`) sends the event and no other copy of the alert
-        does (a re-publication, on any partition, on any worker), which costs no store request:
-        the claim is what decoding already read. That message is read again only when its
-        transaction did not commit, and then it sends the event again. An alert first claimed
-        by another run (a configuration since changed), or not from Kafka, has the event claimed
-        for this run by the first message to ask (`source`: its position), with a conditional
-        write, and only that message is told yes again."""
-        first = self.first_claim(alert_id)
-        if first is not None and first.run == run and first.source:
-            return ingested_from == first.source
+    def claim_instant(self, alert_id: str, run: str, source: str) -> bool:
+        """Whether the stage message read at `source` (its position) sends the alert's instant
+        event, with its hand-over: the first message of the alert and run to ask claims it with
+        a conditional write of its position, and only that message is told yes again, when it is
+        read again because its transaction did not commit. A copy of the message (one a killed
+        worker's aborted transaction left on the topic, which the stage reads too, or a
+        re-publication's) is refused, so one event goes out between them. A message with no
+        position (not from Kafka) sends only a first claim."""
         key = self.instant_key(alert_id, run)
         if self.store.put_if_absent(key, source.encode(), "text/plain"):
             return True
@@ -313,11 +289,3 @@ class Ledger:
     def mark_emitted(self, ready: AnimationReady) -> None:
         self.store.put_if_absent(self.emitted_key(ready.alert_id, ready.run), b"",
                                  "application/octet-stream")
-
-
-def _first_claim(seen) -> FirstClaim | None:
-    if not isinstance(seen, dict) or not isinstance(seen.get("content_hash"), str):
-        return None
-    source, run = seen.get("source"), seen.get("run")
-    return FirstClaim(seen["content_hash"], source if isinstance(source, str) else "",
-                      run if isinstance(run, str) else "")

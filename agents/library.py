@@ -99,7 +99,7 @@ class Library:
                 ) -> InstantAnimation | None:
         """The instant event for an alert whose subject is known (`msg`: the subject stage's
         message for the next stage, read at `source`), or None when its entry is not built yet
-        or another copy of the alert sends it (`Ledger.claim_instant`). `marked`: events are
+        or another message of the alert sends it (`Ledger.claim_instant`). `marked`: events are
         marked once they went out (without transactions, an input can be read again after its
         records went out), and a marked one is not sent again."""
         from alertanim.pipeline import graph
@@ -108,7 +108,7 @@ class Library:
         entry = self.get(entry_for(subject.hazard))
         if entry is None or (marked and self.ledger.instant_sent(msg.alert_id, msg.run)):
             return None
-        if not self.ledger.claim_instant(msg.alert_id, msg.run, msg.source, source):
+        if not self.ledger.claim_instant(msg.alert_id, msg.run, source):
             return None
         alert = msg.alert
         return InstantAnimation(

@@ -43,9 +43,6 @@ class StageMessage(Record):
     run: str = Field(pattern=RUN_PATTERN)  # names every artifact of this configuration's run
     seed: int = Field(ge=0, lt=2 ** 31)
     received_at: float  # epoch seconds when ingest accepted the alert
-    # the position (topic:partition:offset) of the `alerts` record this run came from: the copy
-    # of an alert whose record made its first claim sends its instant event
-    source: str | None = Field(default=None, max_length=320)
     artifacts: dict[Annotated[str, Field(max_length=64)], Artifact] = Field(
         default_factory=dict, max_length=MAX_ARTIFACTS)
     seconds: dict[Annotated[str, Field(max_length=64)], float] = Field(

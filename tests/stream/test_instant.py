@@ -79,8 +79,8 @@ def test_the_ingest_and_subject_roles_alone_send_instant_events(pipeline_factory
 def test_a_burst_at_the_front_gets_one_instant_event_each_across_a_worker_kill(
         pipeline_factory):
     """Ingest and the subject stage a batch at a time, one transaction per partition: a worker
-    killed mid-burst leaves every alert one instant event, and every input one hand-over, for
-    a read-committed consumer; a re-published copy sends no second instant event."""
+    killed mid-burst leaves every alert one instant event for a read-committed consumer, and
+    every input a hand-over; a re-published copy sends no second instant event."""
     p = pipeline_factory()
     p.build_library("fire")
     worker = p.start_worker("ingest,subject")
@@ -94,7 +94,10 @@ def test_a_burst_at_the_front_gets_one_instant_event_each_across_a_worker_kill(
     found = records(p, [instant, generate], lambda rs: len(
         {r.key for r in by_key(rs, instant)}) >= len(ids) and len(by_key(rs, generate)) >= 41, 120)
     assert sorted(r.key.decode() for r in by_key(found, instant)) == sorted(ids)
-    assert sorted(r.key.decode() for r in by_key(found, generate)) == sorted([*ids, ids[0]])
+    # every input handed over; messages between stages are at-least-once (a hand-over a killed
+    # worker's aborted transaction left is read by the next stage too, and recognised later)
+    handed = [r.key.decode() for r in by_key(found, generate)]
+    assert set(handed) == set(ids) and len(handed) >= len(ids) + 1
     # alerts that arrive together are taken together
     more = [f"front-b-{i}" for i in range(30)]
     publish(p.settings, [(i, alert_bytes(i, FIRE)) for i in more], together=True)
