@@ -79,8 +79,7 @@ class Library:
         if kept is not None and kept[0] - now > self.settings.presign_expiry_s / 2:
             return kept[1]
         out = self._sign(entry)
-        expires = min((r.url_expires_at for r in out if r.url_expires_at is not None),
-                      default=now)
+        expires = min((r.url_expires_at for r in out), default=now)
         with self._lock:
             self._signed[(entry.run, entry.entry)] = (expires, out)
         return out

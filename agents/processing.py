@@ -223,7 +223,6 @@ class StageProcessor:
                     raise outcome
         except Exception as exc:  # noqa: BLE001 - last line of defence: record, never drop
             log.exception("unexpected error at %s", stage)
-            await asyncio.gather(*working, return_exceptions=True)
             for i, one in enumerate(inputs):
                 if i not in ended:
                     try:
@@ -232,7 +231,7 @@ class StageProcessor:
                         log.exception("could not record a failure at %s", stage)
         finally:
             await asyncio.gather(*working, return_exceptions=True)
-            for outcome in outcomes:  # each failed outcome's error is read, here or above
+            for outcome in outcomes:  # each failed outcome's error is read
                 if outcome.done() and not outcome.cancelled():
                     outcome.exception()
 
@@ -311,6 +310,9 @@ class StageProcessor:
                                if leaving.after is not None))
 
     async def _leave_alone(self, stage: str, leaving: Leaving) -> None:
+        """One input's outcome in a transaction of its own (or plainly): a failure record one
+        the transaction refuses still goes out plainly; other records the broker refuses end as
+        the input's failure record."""
         one = leaving.one
         if leaving.failure is not None:
             await self.outbox.fail(one.at, leaving.failure, leaving.records[0].headers)
@@ -343,9 +345,7 @@ class StageProcessor:
             await self.fail(stage, one, RetriesExhausted(exc, 1), alert_id)
 
     async def _hand_over(self, stage: str, one: Input, msg: StageMessage) -> None:
-        leaving = await self._handing_over(stage, one, msg)
-        sent = await self.outbox.leave(one.at, leaving.records, msg.alert_id)
-        await leaving.after(sent)
+        await self._leave_alone(stage, await self._handing_over(stage, one, msg))
 
     async def _handing_over(self, stage: str, one: Input, msg: StageMessage) -> Leaving:
         """The next stage's message and, from the subject stage, the alert's instant event with
@@ -463,9 +463,7 @@ class StageProcessor:
         """The input ends as a failure record; with transactions, in one transaction with the
         input's offset, so a worker killed in between sends neither and the input's next owner
         sends one."""
-        leaving = await self._failing(stage, one, gave_up, alert_id)
-        await self.outbox.fail(one.at, leaving.failure, leaving.records[0].headers)
-        await leaving.after(True)
+        await self._leave_alone(stage, await self._failing(stage, one, gave_up, alert_id))
 
     async def _failing(self, stage: str, one: Input, gave_up: RetriesExhausted,
                        alert_id: str | None = None) -> Leaving:
