@@ -30,7 +30,7 @@ import numpy as np
 from av.video.reformatter import Colorspace
 from PIL import Image, ImageChops
 
-from . import flash
+from . import flash, webp
 from .config import MMS_BYTES, MethodConfig
 from .stage import Context, Kind, Port, Row, Stage, row_by_row
 
@@ -436,27 +436,87 @@ def encode_gif(
                      f"(the smallest was about {round(smallest)})")
 
 
-# libwebp's fastest method: at 512² it takes a third of method 4's time (the default before) for
-# the same error, at about 15% more bytes. Key frames off: every frame after the first draws
-# only what changed over the one before, as the GIF does; a key frame (a frame that needs none
-# before it) is for seeking, which a short loop does not need, and costs bytes.
+# libwebp's fastest method: at 512² a third of method 4's time (the default before) for the same
+# error, at about 15% more bytes. Quality 77 here gives the bytes and the mean error that
+# libwebp's own animation encoder gave at 80, the frames' blends being exact (see `encode_webp`).
 WEBP_METHOD = 0
-WEBP_QUALITY = 80
-WEBP_KEY_FRAMES = 0  # libwebp's kmax: 0 is no key frame after the first
+WEBP_QUALITY = 77
+
+
+def _changed(keys: Sequence[Image.Image]) -> tuple[tuple[int, int, int, int], np.ndarray]:
+    """The box (x0, y0, x1, y1; x0 and y0 even) around every pixel where a key frame differs
+    from the first, and which pixels in it those are: outside them every frame is the first, bit
+    for bit (the method composites its static parts)."""
+    first = np.asarray(keys[0])
+    changed = np.zeros(first.shape[:2], bool)
+    for k in keys[1:]:
+        changed |= (np.asarray(k) != first).any(axis=2)
+    rows, cols = np.flatnonzero(changed.any(axis=1)), np.flatnonzero(changed.any(axis=0))
+    if not len(rows):  # nothing moves: the frames after the first draw one transparent pixel
+        return (0, 0, 1, 1), changed[:1, :1]
+    x0, y0, x1, y1 = int(cols[0]) & ~1, int(rows[0]) & ~1, int(cols[-1]) + 1, int(rows[-1]) + 1
+    return (x0, y0, x1, y1), changed[y0:y1, x0:x1]
+
+
+def blend_levels(inbetween: int) -> list[int]:
+    """The alpha (of 255) at which in-between `s` (1 to `inbetween`) draws the next key frame
+    over the one shown before it so that the canvas is the crossfade's blend s/(inbetween+1):
+    each draws 1/(inbetween+2-s) of what is left of the way."""
+    return [round(255 / (inbetween + 2 - s)) for s in range(1, inbetween + 1)]
 
 
 def encode_webp(
     frames: Sequence[Image.Image], inbetween: int, frame_ms: int = 120,
     quality: int = WEBP_QUALITY, loop: bool = True,
 ) -> Animation:
-    """The crossfade as a lossy animated WebP at the frames' own size (libwebp's animation
-    encoder, through Pillow)."""
-    clip = crossfade(frames, inbetween, loop)
-    buf = io.BytesIO()
-    clip[0].save(buf, format="WEBP", save_all=True, append_images=clip[1:], duration=frame_ms,
-                 loop=0, quality=quality, method=WEBP_METHOD, kmax=WEBP_KEY_FRAMES)
-    return Animation(buf.getvalue(), "image/webp", clip[0].width, clip[0].height, len(clip),
-                     frame_ms * len(clip))
+    """The crossfade as a lossy animated WebP at the frames' own size, the blends drawn by the
+    decoder. A WebP frame may be alpha-blended over the canvas, and a crossfade's in-between s
+    of a key pair is the next key drawn over the frame before it at one alpha (`blend_levels`).
+    So every frame of a key pair stores the same bitstream, that key inside the changed region
+    (`_changed`; transparent outside it, which libwebp flattens to next to nothing), behind the
+    ALPH chunk of its alpha over the changed pixels (0 elsewhere): one lossy encode per key
+    frame and one alpha plane per in-between position. libwebp's animation encoder (Pillow's
+    `save_all`, used before) encoded every blended frame, twice (once over the frame before,
+    once over a cleared canvas), one after another. Here the encodes are independent and run
+    side by side (libwebp releases the GIL). The first frame is whole; outside the changed
+    region nothing is drawn again, so the static parts stay the first frame's decode exactly."""
+    keys = [f.convert("RGB") for f in frames]
+    w, h = keys[0].size
+    n, count = len(keys), clip_length(len(keys), inbetween, loop)
+    box, inside = _changed(keys)
+
+    def alpha(level: int) -> Image.Image:
+        return Image.fromarray(np.where(inside, np.uint8(level), np.uint8(0)))
+
+    def drawn(key: Image.Image) -> bytes:
+        rgba = key.crop(box).convert("RGBA")
+        rgba.putalpha(alpha(255))
+        return webp.encode_still(rgba, quality, WEBP_METHOD)
+
+    levels = blend_levels(inbetween)
+    # the keys drawn after the first frame: each in its turn, and the first again as the last
+    # pair's target when the loop fades back to it
+    shown = [*range(1, n), *([0] if loop and n > 1 and inbetween else [])] if count > 1 else []
+    alphas = sorted({255, *levels}) if count > 1 else []
+    jobs: list[Callable[[], bytes]] = [lambda: webp.encode_still(keys[0], quality, WEBP_METHOD)]
+    jobs += [lambda i=i: drawn(keys[i]) for i in shown]
+    jobs += [lambda level=level: webp.alpha_chunk(alpha(level)) for level in alphas]
+    with ThreadPoolExecutor(min(len(jobs), os.cpu_count() or 1),
+                            thread_name_prefix="alertanim-webp") as pool:
+        done = list(pool.map(lambda job: job(), jobs))
+    stored = dict(zip(shown, done[1:1 + len(shown)]))
+    planes = dict(zip(alphas, done[1 + len(shown):]))
+    out = [webp.Frame(0, 0, w, h, frame_ms, False, done[0])]
+    for j in range(1, count):
+        pair, step = divmod(j, inbetween + 1)
+        if step == 0 or pair + 1 >= n and not loop:
+            data = planes[255] + stored[min(pair, n - 1)]
+        else:
+            data = planes[levels[step - 1]] + stored[(pair + 1) % n]
+        out.append(webp.Frame(box[0], box[1], box[2] - box[0], box[3] - box[1], frame_ms, True,
+                              data))
+    return Animation(webp.animation(w, h, out, alpha=count > 1), "image/webp", w, h, count,
+                     frame_ms * count)
 
 
 MP4_CRFS = (20, 23, 26, 29, 32)  # x264's constant quality from fine down (its default is 23)
