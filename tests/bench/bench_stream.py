@@ -14,7 +14,9 @@ alert gets its `instant` event from the subject stage and its `ready` event at t
 is measured per alert from the publish to its events: `ready` by the clock of the waiting
 consumer, `instant` by its record's timestamp (sequential alerts, so queueing does not count);
 in a burst of alerts sent at once, each alert's events by their record timestamps from the
-moment the burst was published.
+moment the burst was published, and when ingest handed each over to the subject stage
+(`ingested_*`). Each stage's seconds (median) are printed as the worker measured them (with its
+inputs read from the store and its outputs written there) beside the in-process run's.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--json")
     args = ap.parse_args(argv)
 
+    from alertanim.pipeline import graph
     from alertanim.pipeline.config import MethodConfig
     from alertanim.pipeline.models import load_models
     from alertanim.pipeline.workflow import run_workflow
@@ -84,15 +87,17 @@ def main(argv=None) -> dict:
         publish(p.settings, [("warm", alert_bytes("warm", text))])
         consume(p.settings, [last], until=lambda r: len(r) >= 1, timeout=300)
         both = [p.settings.topic_instant, p.settings.topic_ready]
-        stream, instant, stages = [], [], {}
+        stream, instant, stages, inproc_stages = [], [], {}, {}
         for i in range(args.alerts):
             # each alert in-process, then through the stream, one after the other: both under
             # the same load (the broker and S3 up, the worker idle), so the ratio does not move
             # with what else this machine runs from one minute to the next
             if not args.front_only:
                 t0 = time.perf_counter()
-                run_workflow(models, text, seed=i, config=config)
+                run = run_workflow(models, text, seed=i, config=config)
                 inproc.append(time.perf_counter() - t0)
+                for name, sec in run.seconds.items():
+                    inproc_stages.setdefault(name, []).append(sec)
             aid = f"lat-{i}"
             t0, t0_epoch = time.perf_counter(), time.time()
             publish(p.settings, [(aid, alert_bytes(aid, text))])
@@ -129,6 +134,11 @@ def main(argv=None) -> dict:
             # where a lone alert's time goes in the stream: each stage's own seconds, median
             figures["stream_stage_seconds_median"] = {
                 name: round(statistics.median(secs), 3) for name, secs in stages.items()}
+            # and in-process (the stream's also read the stage's inputs from the store and
+            # write its outputs there)
+            figures["in_process_stage_seconds_median"] = {
+                name: round(statistics.median(secs), 3) for name, secs in inproc_stages.items()
+                if name != "total"}
 
         upto = p.settings.topic_instant if args.burst_until == "instant" else last
 
@@ -136,7 +146,7 @@ def main(argv=None) -> dict:
             ids = [f"{tag}-{i}" for i in range(args.burst)]
             wanted = {i.encode() for i in ids}
             topics = [pipeline.settings.topic_instant, pipeline.settings.topic_ready,
-                      pipeline.settings.topic_alerts]
+                      pipeline.settings.topic_alerts, pipeline.settings.stage_topic(graph.NAMES[0])]
             t0, t0_epoch = time.perf_counter(), time.time()
             # sent at once, as a warning system sends a burst (each acknowledged)
             publish(pipeline.settings, [(i, alert_bytes(i, text)) for i in ids], together=True)
@@ -148,7 +158,9 @@ def main(argv=None) -> dict:
             sent_at = {r.key: r.timestamp / 1000 for r in ours if r.topic == topics[2]}
             out = {"alerts": len(ids), "alerts_per_s": round(len(ids) / elapsed, 3),
                    "publish_s": round(published, 3)}
-            for name, topic in (("ready", topics[1]), ("instant", topics[0])):
+            # ingest's hand-overs to the subject stage: where the instant event's time goes
+            for name, topic in (("ready", topics[1]), ("instant", topics[0]),
+                                ("ingested", topics[3])):
                 got = [r for r in ours if r.topic == topic]
                 if name == "instant":
                     out["instant_events"] = len(got)

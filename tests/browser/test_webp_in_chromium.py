@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from alertanim.pipeline.animate import crossfade, encode_webp
-from tests.pipeline.test_webp import shown, still
 from tests.support.photos import key_frames
+from tests.support.webp import shown, still
 
 SIDE = 96
 

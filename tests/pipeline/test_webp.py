@@ -6,26 +6,12 @@ import struct
 
 import numpy as np
 import pytest
-from PIL import Image, ImageSequence
+from PIL import Image
 
 from alertanim.pipeline import webp
-from alertanim.pipeline.animate import (WEBP_METHOD, WEBP_QUALITY, _changed, blend_levels,
-                                        clip_length, crossfade, encode_webp)
+from alertanim.pipeline.animate import _changed, blend_levels, clip_length, crossfade, encode_webp
 from tests.support.photos import key_frames
-
-
-def shown(data):
-    """Every frame as a viewer shows it, with its duration."""
-    image = Image.open(io.BytesIO(data))
-    assert image.format == "WEBP" and image.is_animated == (image.n_frames > 1)
-    return [(np.asarray(f.convert("RGB"), dtype=float), f.info["duration"])
-            for f in ImageSequence.Iterator(image)]
-
-
-def still(frame):
-    buf = io.BytesIO()
-    frame.save(buf, format="WEBP", quality=WEBP_QUALITY, method=WEBP_METHOD)
-    return np.asarray(Image.open(buf).convert("RGB"), dtype=float)
+from tests.support.webp import shown, still
 
 
 @pytest.fixture(scope="module")
@@ -74,12 +60,12 @@ def test_the_blend_levels_reach_each_step_of_the_fade():
 
 
 def test_a_frame_that_moves_nowhere_and_a_single_key():
-    still = Image.new("RGB", (33, 17), (10, 200, 30))
-    anim = encode_webp([still, still.copy(), still.copy()], 2)
+    flat = Image.new("RGB", (33, 17), (10, 200, 30))
+    anim = encode_webp([flat, flat.copy(), flat.copy()], 2)
     frames = shown(anim.data)
     assert len(frames) == anim.frame_count == 9
     assert all(np.array_equal(f, frames[0][0]) for f, _ in frames)
-    one = encode_webp([still], 2)
+    one = encode_webp([flat], 2)
     assert one.frame_count == 1 and len(shown(one.data)) == 1
 
 
@@ -101,9 +87,9 @@ def test_an_alpha_chunk_decodes_to_its_plane():
     body = b"".join([b"WEBP", webp.chunk(b"VP8X", bytes([webp.VP8X_ALPHA, 0, 0, 0])
                                          + struct.pack("<I", 30)[:3] + struct.pack("<I", 22)[:3]),
                      alph, vp8])
-    still = Image.open(io.BytesIO(b"RIFF" + struct.pack("<I", len(body)) + body))
-    assert still.mode == "RGBA"
-    assert np.array_equal(np.asarray(still)[..., 3], plane)
+    decoded = Image.open(io.BytesIO(b"RIFF" + struct.pack("<I", len(body)) + body))
+    assert decoded.mode == "RGBA"
+    assert np.array_equal(np.asarray(decoded)[..., 3], plane)
 
 
 def test_the_container_is_checked():
