@@ -488,9 +488,11 @@ def encode_webp(
     def alpha(level: int) -> Image.Image:
         return Image.fromarray(np.where(inside, np.uint8(level), np.uint8(0)))
 
+    opaque = alpha(255)  # every drawn key's own alpha: the changed pixels
+
     def drawn(key: Image.Image) -> bytes:
         rgba = key.crop(box).convert("RGBA")
-        rgba.putalpha(alpha(255))
+        rgba.putalpha(opaque)
         return webp.encode_still(rgba, quality, WEBP_METHOD)
 
     levels = blend_levels(inbetween)
