@@ -7,9 +7,8 @@ Faust's group id is the app id, and so is the group the outbox's transactions co
 roles need not share one, and under these ACLs they must not, see `deployment`). It may
 
     READ      its input topics, and its group;
-    WRITE     its outputs (the next stage's topic, `failed`; the subject stage `instant`; the last
-              stage, and ingest answering a re-published alert from the ledger, `ready` and
-              `cap`), and its transactional ids, `<app id>.emit.<input topic>.<partition>`
+    WRITE     its outputs (the next stage's topic, `failed`; ingest `instant`; the last stage,
+              and ingest answering a re-published alert from the ledger, `ready` and `cap`), and its transactional ids, `<app id>.emit.<input topic>.<partition>`
               (agents/emitter.py: one per input partition), as one prefix per input topic;
     CREATE    Faust's leader topic, `<app id>-__assignor-__leader`, which Faust declares and
               reads at start (READ too);
@@ -117,14 +116,14 @@ def outputs(settings, stages: Iterable[str]) -> list[str]:
     """Every topic the stages send to (agents/processing.py)."""
     out: list[str] = []
     for stage in stages:
-        if stage == INGEST:  # the first stage; or a finished alert's stored result, and its CAP
-            out += [settings.stage_topic(FIRST), settings.topic_ready, settings.topic_cap]
+        if stage == INGEST:  # the first stage with the alert's instant event; or a finished
+            # alert's stored result, and its CAP answer
+            out += [settings.stage_topic(FIRST), settings.topic_instant, settings.topic_ready,
+                    settings.topic_cap]
         elif graph.NEXT[stage] is None:  # the completion, and its CAP answer
             out += [settings.topic_ready, settings.topic_cap]
         else:
             out.append(settings.stage_topic(graph.NEXT[stage]))
-            if stage == FIRST:  # the instant event, beside the hand-over
-                out.append(settings.topic_instant)
     return _unique([*out, settings.topic_failed])
 
 

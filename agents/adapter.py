@@ -12,8 +12,8 @@ from typing import Any, NamedTuple
 
 from alertanim.pipeline import graph
 from alertanim.pipeline.stage import Context, Kind, Stage
-from alertanim.schemas import (AnimationReady, ImageRefs, InvalidMessage, NotAnimated,
-                               StageMessage, Value)
+from alertanim.schemas import (AnimationReady, ImageRefs, InstantAnimation, InvalidMessage,
+                               NotAnimated, StageMessage, Value)
 
 from .completion import Completion
 from .host import ModelHost
@@ -45,6 +45,14 @@ class Adapter:
         self.ingest = Ingest(settings, self.ledger, self.run)
         self.completion = Completion(settings, store, self.ledger, host, self.threads.io)
         self.library = Library(settings, store, self.ledger, self.run)
+
+    def instant(self, msg: StageMessage, marked: bool = False) -> InstantAnimation | None:
+        """The instant event of an alert ingest starts (`msg`: its message for the first
+        stage), or None when the library has no entry for its hazard: the first stage's own
+        subject detection (no models, nothing stored) run here, so the event leaves with
+        ingest's hand-over instead of a stage later."""
+        [told] = self.run_stage(graph.NAMES[0], [msg])
+        return self.library.instant(told, marked)
 
     def stage(self, name: str) -> Stage:
         try:

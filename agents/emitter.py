@@ -33,6 +33,7 @@ from .threads import WorkerStopping
 log = logging.getLogger("alertanim")
 
 TAIL = 64  # records read back per partition of `ready` when a completion may already be out
+STOP_S = 10.0  # how long a producer being dropped may take to stop before it is left behind
 
 
 class Position(NamedTuple):
@@ -61,6 +62,14 @@ class Emitter:
         self._locks: dict[tuple[str, int], asyncio.Lock] = {}
         self._closed = False
 
+    @property
+    def _bound_s(self) -> float:
+        """The longest a producer's start or one transaction may take: past the transaction
+        timeout the broker aborts it anyway. A client that hangs (a fenced producer waiting
+        on a coordinator in the middle of a rebalance) then ends as a TimeoutError, which is
+        retried with a fresh producer, instead of holding its partition's lock for good."""
+        return self.settings.transaction_timeout_ms / 1000
+
     def transactional_id(self, topic: str, partition: int) -> str:
         return f"{self.settings.app_id}.emit.{topic}.{partition}"
 
@@ -76,8 +85,8 @@ class Emitter:
                 transactional_id=self.transactional_id(*tp),
                 transaction_timeout_ms=self.settings.transaction_timeout_ms,
                 max_request_size=self.settings.max_record_bytes + 64_000)
-            try:
-                await producer.start()  # registers the id: fences and aborts an earlier owner's
+            try:  # registers the id: fences and aborts an earlier owner's
+                await _within(producer.start(), self._bound_s, "starting a producer")
             except BaseException:
                 await _stop(producer)
                 raise
@@ -118,17 +127,26 @@ class Emitter:
         tp = (topic, partition)
         async with self._lock(tp):
             producer = await self._producer(tp)
-            try:
+            delivered: list[asyncio.Future] = []
+
+            async def transaction() -> None:
                 async with producer.transaction():
                     for out_topic, key, value, *headers in records:
-                        await producer.send(out_topic, value=value,
-                                            key=key.encode() if key else None,
-                                            headers=list(headers[0]) if headers else None)
+                        delivered.append(await producer.send(
+                            out_topic, value=value, key=key.encode() if key else None,
+                            headers=list(headers[0]) if headers else None))
                     await producer.send_offsets_to_transaction(
                         {TopicPartition(topic, partition): next_offset}, self.settings.app_id)
+            try:
+                await _within(transaction(), self._bound_s, "a transaction")
             except BaseException:
                 await self._drop(tp)
                 raise
+            finally:
+                # a record's outcome is its transaction's: each is read, so that a fenced
+                # producer's failed deliveries are not reported as never retrieved
+                for fut in delivered:
+                    fut.add_done_callback(_read_outcome)
 
     async def committed(self, topic: str, partition: int) -> int:
         """The group's committed offset of an input partition (-1 for none). A transaction that
@@ -219,11 +237,35 @@ class Emitter:
             await self._drop(tp)
 
 
+async def _within(aw, seconds: float, what: str):
+    """`aw`'s result, or TimeoutError once `seconds` have passed. Unlike asyncio.wait_for, it
+    does not wait for a timed-out call to finish cancelling: a wedged client's abort may never
+    end either."""
+    task = asyncio.ensure_future(aw)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=seconds)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if not done:
+        task.cancel()
+        task.add_done_callback(_read_outcome)
+        raise TimeoutError(f"{what} took more than {seconds:.0f} s")
+    return task.result()
+
+
 async def _stop(producer) -> None:
     try:
-        await producer.stop()
+        await _within(producer.stop(), STOP_S, "stopping a producer")
+    except TimeoutError as exc:
+        log.warning("a transactional producer was left behind: %s", exc)
     except Exception:  # noqa: BLE001 - a fenced or half-started producer may not stop cleanly
         pass
+
+
+def _read_outcome(fut: asyncio.Future) -> None:
+    if not fut.cancelled():
+        fut.exception()
 
 
 def _names(value: bytes | None, alert_id: str, run: str) -> bool:

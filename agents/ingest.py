@@ -1,7 +1,8 @@
 """What is let in from the `alerts` topic, and how a run starts: an alert (JSON, or a CAP
 document) is validated, a CAP Cancel applied, and its id claimed in the ledger, which tells a new
 alert from a redelivery and a re-publication. A new or unfinished alert starts at the first
-stage; a finished one is answered with its stored result.
+stage; a finished one is answered with its stored result. The record that claimed the id is the
+one whose hand-over carries the alert's instant event (agents/processing.py).
 
 The record's Kafka key is the publisher's business: none, the alert's id, a CAP identifier, a
 region. It is not checked. Everything after ingest is keyed by the alert's id, so every stage
@@ -15,6 +16,7 @@ in on.
 from __future__ import annotations
 
 import time
+from typing import NamedTuple
 
 from alertanim.schemas import (Alert, AnimationReady, CapAlert, NotAnimated, StageMessage,
                                cap_alert_id, is_cap, parse_alert, parse_cap)
@@ -26,6 +28,14 @@ from .ledger import Claim, Ledger, seed_for
 from .topology import FIRST
 
 
+class Started(NamedTuple):
+    """A run started (or started again): the first stage's message, and whether the record is
+    the one that claimed the alert's id, and so sends its instant event."""
+
+    message: StageMessage
+    first: bool
+
+
 class Ingest:
     def __init__(self, settings, ledger: Ledger, run: str):
         self.settings = settings
@@ -33,7 +43,7 @@ class Ingest:
         self.run = run
 
     def __call__(self, raw: bytes, at: Position | None = None, key: bytes | None = None,
-                 traceparent: str | None = None) -> StageMessage | AnimationReady | None:
+                 traceparent: str | None = None) -> Started | AnimationReady | None:
         """`key` is the Kafka record's key (b"" when it had none; None when the alert did not
         come from Kafka): any key is accepted, and the stage message that starts the run is keyed
         by the alert's id (see the module). None: nothing to do (the same record again, after its
@@ -56,9 +66,10 @@ class Ingest:
             return claimed.ready
         if cap is not None:
             self.ledger.record_cap(alert.id, raw)  # its Update repeats the original's blocks
-        return StageMessage(alert=alert, stage=FIRST, run=self.run, seed=seed_for(alert.id),
-                            received_at=time.time(), traceparent=traceparent or new_trace(),
-                            seconds={"ingest": round(time.perf_counter() - t0, 4)})
+        return Started(StageMessage(
+            alert=alert, stage=FIRST, run=self.run, seed=seed_for(alert.id),
+            received_at=time.time(), traceparent=traceparent or new_trace(),
+            seconds={"ingest": round(time.perf_counter() - t0, 4)}), claimed.first)
 
     def _from_cap(self, raw: bytes) -> tuple[CapAlert, Alert]:
         """A CAP document (1.2, 1.1 or 1.0): an Alert or Update is animated from its best info

@@ -9,8 +9,8 @@ per alert. One place derives keys; nothing else builds them.
     runs/<alert id>/<run>/report.html           the alert's report, self-contained HTML
     runs/<alert id>/<run>/ready.json            the completion, stored before its event is sent
     runs/<alert id>/<run>/emitted               written once the event was acknowledged
-    runs/<alert id>/<run>/instant               the message that sends the instant event
-    runs/<alert id>/<run>/instant.sent          without transactions: written once it went out
+    runs/<alert id>/<run>/instant.sent          without transactions: written once the instant
+                                                event went out
     failed/<sha256>                             an input too large for its failure record
 
 `run` names everything one configuration produces for an alert: the method's settings, the model
@@ -62,6 +62,9 @@ class Claim(enum.Enum):
 class ClaimResult:
     claim: Claim
     ready: AnimationReady | None = None
+    # whether the record is the one that claimed the id (NEW, or that record read again): the
+    # one whose transaction sends the alert's instant event
+    first: bool = False
 
 
 class Ledger:
@@ -108,10 +111,6 @@ class Ledger:
     @staticmethod
     def payload_key(sha256: str) -> str:
         return f"failed/{sha256}"
-
-    def instant_key(self, alert_id: str, run: str) -> str:
-        """The claim on the alert's instant event: the position of the message that sends it."""
-        return f"{self.run_prefix(alert_id, run)}instant"
 
     def instant_sent_key(self, alert_id: str, run: str) -> str:
         """Without transactions: the marker that the alert's instant event went out."""
@@ -203,7 +202,9 @@ class Ledger:
         content under a new record is a re-publication: a finished result is sent again, never
         recomputed; one still in flight runs again rather than risk being lost (both copies share
         a partition at every stage, so the second is suppressed at the end once the first event
-        went out). Other content under a used id is refused.
+        went out). Other content under a used id is refused. The record that claimed the id
+        (`first`: that record, whenever it is read) is the one whose hand-over carries the
+        alert's instant event; a copy under another record sends none.
         """
         digest = alert.content_hash()
         body = json.dumps({"content_hash": digest, "run": run, "source": source,
@@ -211,7 +212,7 @@ class Ledger:
         key = self.alert_key(alert.id)
         if self.store.put_if_absent(key, body, "application/json"):
             self._remember_claim(alert.id, digest)
-            return ClaimResult(Claim.NEW)
+            return ClaimResult(Claim.NEW, first=True)
         seen = json.loads(self.store.get(key))
         self._remember_claim(alert.id, seen["content_hash"])
         if seen["content_hash"] != digest:
@@ -219,7 +220,8 @@ class Ledger:
                                f"alert id {alert.id!r} was already used for different content",
                                alert.id)
         if seen.get("source") == source:
-            return ClaimResult(Claim.ALREADY_SENT if self.emitted(alert.id, run) else Claim.RERUN)
+            return ClaimResult(Claim.ALREADY_SENT if self.emitted(alert.id, run) else Claim.RERUN,
+                               first=bool(source))
         ready = self.finished(alert.id, run)
         return ClaimResult(Claim.FINISHED, ready) if ready else ClaimResult(Claim.RERUN)
 
@@ -272,19 +274,6 @@ class Ledger:
     def mark_instant_sent(self, alert_id: str, run: str) -> None:
         self.store.put_if_absent(self.instant_sent_key(alert_id, run), b"",
                                  "application/octet-stream")
-
-    def claim_instant(self, alert_id: str, run: str, source: str) -> bool:
-        """Whether the stage message read at `source` (its position) sends the alert's instant
-        event, with its hand-over: the first message of the alert and run to ask claims it with
-        a conditional write of its position, and only that message is told yes again, when it is
-        read again because its transaction did not commit. A copy of the message (one a killed
-        worker's aborted transaction left on the topic, which the stage reads too, or a
-        re-publication's) is refused, so one event goes out between them. A message with no
-        position (not from Kafka) sends only a first claim."""
-        key = self.instant_key(alert_id, run)
-        if self.store.put_if_absent(key, source.encode(), "text/plain"):
-            return True
-        return bool(source) and self.store.get(key) == source.encode()
 
     def mark_emitted(self, ready: AnimationReady) -> None:
         self.store.put_if_absent(self.emitted_key(ready.alert_id, ready.run), b"",

@@ -1,5 +1,5 @@
 """The scene library in the object store: entries rendered once per run (agents' side of
-`pipeline/library.py`), looked up by the subject stage for an alert's instant event, built by
+`pipeline/library.py`), looked up at ingest for an alert's instant event, built by
 `alertanim library build` or by a GPU worker while it is idle, and listed for operators.
 
 An entry is its renditions and report, then `entry.json`, written last and only if absent: an
@@ -94,20 +94,17 @@ class Library:
         return out
 
     # -- the instant event -------------------------------------------------------------------
-    def instant(self, msg: StageMessage, source: str = "", marked: bool = False
-                ) -> InstantAnimation | None:
+    def instant(self, msg: StageMessage, marked: bool = False) -> InstantAnimation | None:
         """The instant event for an alert whose subject is known (`msg`: the subject stage's
-        message for the next stage, read at `source`), or None when its entry is not built yet
-        or another message of the alert sends it (`Ledger.claim_instant`). `marked`: events are
-        marked once they went out (without transactions, an input can be read again after its
-        records went out), and a marked one is not sent again."""
+        message for the next stage), or None when its entry is not built yet. Which message of
+        an alert sends it is ingest's claim (`Ledger.claim`). `marked`: without transactions an
+        input can be read again after its records went out, so events are marked once they
+        did, and a marked one is not sent again."""
         from alertanim.pipeline import graph
 
         subject = value_of("subject", graph.PORTS["subject"], msg.artifacts["subject"], msg)
         entry = self.get(entry_for(subject.hazard))
         if entry is None or (marked and self.ledger.instant_sent(msg.alert_id, msg.run)):
-            return None
-        if not self.ledger.claim_instant(msg.alert_id, msg.run, source):
             return None
         alert = msg.alert
         return InstantAnimation(

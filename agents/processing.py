@@ -1,6 +1,6 @@
 """What happens to the messages of one stage: decode → run the stage through the adapter off the
 event loop, under the retry policy → the outcome leaves through the outbox: the next stage's
-message (from the subject stage, with the alert's instant event), the completion event with its
+message (from ingest, with the alert's instant event), the completion event with its
 CAP answer, or a failure record. A batched stage runs its messages in one model call; a batch
 that fails runs again one message at a time, so one bad alert (or a batch too big for the GPU)
 costs only itself. Outcomes leave in input order. What no consumer needs before an event (the
@@ -27,9 +27,10 @@ from .adapter import Adapter, Stored
 from .emitter import Position
 from .events import Out, event_headers, source_of, stage_headers, trace_id
 from .failures import Failures, alert_id_of
+from .ingest import Started
 from .metrics import Metrics
 from .outbox import Outbox, Records
-from .retry import run_retried
+from .retry import is_transient, run_retried
 from .threads import WorkerStopping
 from .topology import INGEST, front
 
@@ -73,9 +74,9 @@ class StageProcessor:
         self.source = source_of(settings)
         self.last_input = time.monotonic()  # when a stage message last came in (idle work)
 
-    async def _retried(self, stage: str, fn, *args, executor=None):
+    async def _retried(self, stage: str, fn, *args, executor=None, transient_only=False):
         """`fn(*args)` under the policy: what waiting can fix is retried until the deadline;
-        other errors get MAX_ATTEMPTS tries; invalid input none."""
+        other errors get MAX_ATTEMPTS tries (none with `transient_only`); invalid input none."""
         def on_retry(state):
             self.metrics.retries.labels(stage).inc()
             log.info("retrying %s (attempt %d): %r", stage, state.attempt_number,
@@ -83,7 +84,8 @@ class StageProcessor:
         try:
             return await run_retried(
                 self.settings, executor or self.threads.for_stage(stage), fn, *args,
-                retry_on=lambda exc: not isinstance(exc, InvalidInput) and not self.stopping,
+                retry_on=lambda exc: (not isinstance(exc, InvalidInput) and not self.stopping
+                                      and (is_transient(exc) or not transient_only)),
                 on_retry=on_retry)
         except RetriesExhausted as gave_up:
             if self.stopping:  # the pools went away under it: not the input's fault
@@ -162,8 +164,8 @@ class StageProcessor:
         except RetriesExhausted as gave_up:  # every error ends as a failure record
             await self.fail(stage, one, gave_up)
             return
-        if isinstance(result, StageMessage) and stage == INGEST:
-            one = one._replace(traceparent=result.traceparent)
+        if isinstance(result, Started):
+            one = one._replace(traceparent=result.message.traceparent)
         await self._leave(stage, one, result, time.perf_counter() - t0)
 
     async def _batch(self, stage: str, msgs: list[StageMessage]) -> tuple[list | None, float]:
@@ -279,8 +281,10 @@ class StageProcessor:
         except RetriesExhausted as gave_up:
             return await self._failing(stage, one, gave_up)
         seconds = time.perf_counter() - t0
-        if isinstance(result, StageMessage) and stage == INGEST:
-            one = one._replace(traceparent=result.traceparent)
+        first = False
+        if isinstance(result, Started):
+            one = one._replace(traceparent=result.message.traceparent)
+            result, first = result
         alert_id = getattr(result, "alert_id", None) or alert_id_of(one.raw)
         if not isinstance(result, StageMessage) and result is not None:
             # a stored completion, answered again: by itself, as one input always did
@@ -292,7 +296,7 @@ class StageProcessor:
         if result is None:  # nothing to do; its offset still commits with the others
             self.metrics.duplicates.labels(stage).inc()
             return Leaving(one, [], alert_id)
-        return await self._handing_over(stage, one, result)
+        return await self._handing_over(stage, one, result, first)
 
     async def _leave_together(self, stage: str, leavings: list[Leaving]) -> None:
         if not leavings:
@@ -328,14 +332,17 @@ class StageProcessor:
 
     # -- the outcome -------------------------------------------------------------------------
     async def _leave(self, stage: str, one: Input,
-                     result: StageMessage | AnimationReady | Stored | None,
+                     result: Started | StageMessage | AnimationReady | Stored | None,
                      seconds: float) -> None:
         self.metrics.seconds.labels(stage).observe(seconds)
         self.metrics.processed.labels(stage).inc()
+        first = False
+        if isinstance(result, Started):
+            result, first = result
         alert_id = getattr(result, "alert_id", None) or alert_id_of(one.raw)
         try:
             if isinstance(result, StageMessage):
-                await self._hand_over(stage, one, result)
+                await self._hand_over(stage, one, result, first)
             elif result is None:  # nothing to do; with transactions, its offset still commits
                 self.metrics.duplicates.labels(stage).inc()
                 await self.outbox.leave(one.at, [], alert_id)
@@ -344,15 +351,17 @@ class StageProcessor:
         except SendRefused as exc:
             await self.fail(stage, one, RetriesExhausted(exc, 1), alert_id)
 
-    async def _hand_over(self, stage: str, one: Input, msg: StageMessage) -> None:
-        await self._leave_alone(stage, await self._handing_over(stage, one, msg))
+    async def _hand_over(self, stage: str, one: Input, msg: StageMessage,
+                         first: bool = False) -> None:
+        await self._leave_alone(stage, await self._handing_over(stage, one, msg, first))
 
-    async def _handing_over(self, stage: str, one: Input, msg: StageMessage) -> Leaving:
-        """The next stage's message and, from the subject stage, the alert's instant event with
-        it (both leave, or neither)."""
+    async def _handing_over(self, stage: str, one: Input, msg: StageMessage,
+                            first: bool = False) -> Leaving:
+        """The next stage's message and, from ingest's record that claimed the alert's id
+        (`first`), the alert's instant event with it (both leave, or neither)."""
         records = [Out(self.settings.stage_topic(msg.stage), msg.alert_id, msg.to_bytes(),
                        stage_headers(msg.traceparent))]
-        instant = await self._instant(stage, msg, one.at)
+        instant = await self._instant(msg, one.at) if stage == INGEST and first else None
         if instant is not None:
             records.append(Out(self.settings.topic_instant, instant.alert_id, instant.to_bytes(),
                                event_headers("instant", f"{instant.alert_id}.{instant.run}"
@@ -417,18 +426,17 @@ class StageProcessor:
         return [Out(self.settings.topic_cap, ready.alert_id, update,
                     stage_headers(one.traceparent))]
 
-    async def _instant(self, stage: str, msg: StageMessage, at: Position | None
+    async def _instant(self, msg: StageMessage, at: Position | None
                        ) -> InstantAnimation | None:
-        """The instant event, once the subject stage knows the hazard (None when instant events
-        are off, the library lacks the entry, or another input of the alert sends it). Never
-        costs the alert."""
-        if stage != graph.NAMES[0] or not self.settings.instant:
+        """The instant event of an alert ingest starts (None when instant events are off or the
+        library lacks the entry). Never costs the alert: a store blip is waited out, any other
+        error only logged, and the hand-over leaves without it."""
+        if not self.settings.instant:
             return None
         try:
-            return await self._retried("instant", self.adapter.library.instant, msg,
-                                       str(at) if at is not None else "",
+            return await self._retried("instant", self.adapter.instant, msg,
                                        not self.outbox.transactional(at),
-                                       executor=self.threads.io)
+                                       executor=self.threads.io, transient_only=True)
         except RetriesExhausted as exc:
             log.warning("no instant event for %s: %r", msg.alert_id, exc.error)
             return None

@@ -79,8 +79,8 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(default=5_000, ge=1)
     # Store a report.html beside each animation (its URL in AnimationReady.report).
     reports: bool = True
-    # Send an alert's instant event (the scene library's entry for its hazard) from the subject
-    # stage, when the library has the entry.
+    # Send an alert's instant event (the scene library's entry for its hazard) from ingest, with
+    # its hand-over, when the library has the entry.
     instant: bool = True
     # A worker running a model stage renders the library's missing entries once it has had no
     # stage message for this many seconds (0: never; `alertanim library build` builds them).

@@ -45,5 +45,6 @@ def batched(settings, stage: str) -> bool:
 
 
 def front(stage: str) -> bool:
-    """Ingest and the subject stage: cheap, CPU only, and what the instant event waits for."""
+    """Ingest and the subject stage: cheap, CPU only, a batch at a time (ingest sends the
+    instant events)."""
     return stage in (INGEST, FIRST)

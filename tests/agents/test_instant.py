@@ -1,5 +1,5 @@
-"""The instant tier without a broker: the scene library's entries, and the instant event the
-subject stage sends beside its hand-over, with the events' CloudEvents and trace headers."""
+"""The instant tier without a broker: the scene library's entries, and the instant event ingest
+sends beside its hand-over, with the events' CloudEvents and trace headers."""
 
 import asyncio
 import json
@@ -27,14 +27,12 @@ def with_fire(tmp_path, tiny):
     return proc, sent
 
 
-def subject_step(proc, sent, alert_id, text, traceparent=None):
-    asyncio.run(proc.process("ingest", json.dumps({"id": alert_id, "text": text}).encode(),
-                             Position("alerts", 0, 1), None, traceparent))
-    emitter = proc.outbox.emitter
-    handed = (emitter.records if emitter else sent)[-1][2]
+def ingest_step(proc, sent, alert_id, text, traceparent=None, at=Position("alerts", 0, 1)):
+    """Ingest one alert read at `at`: what it sent, and those records' headers."""
     before = len(sent)
-    asyncio.run(proc.process("subject", handed, Position("alertanim.stage.subject", 0, 1)))
-    return sent[before:], sent.headers[before:], handed
+    asyncio.run(proc.process("ingest", json.dumps({"id": alert_id, "text": text}).encode(),
+                             at, None, traceparent))
+    return sent[before:], sent.headers[before:]
 
 
 def test_a_library_entry_is_stored_whole_and_a_second_build_renders_nothing(with_fire):
@@ -49,14 +47,14 @@ def test_a_library_entry_is_stored_whole_and_a_second_build_renders_nothing(with
     assert build(proc, "fire") == []  # already there: nothing rendered again
 
 
-def test_the_subject_stage_sends_the_instant_event_with_its_hand_over(with_fire):
+def test_ingest_sends_the_instant_event_with_its_hand_over(with_fire):
     proc, sent = with_fire
-    out, headers, handed = subject_step(proc, sent, "i1", "A fire has broken out in the building",
-                                TRACE)
-    assert [t for t, _, _ in out] == ["alertanim.stage.generate", "instant"]
+    out, headers = ingest_step(proc, sent, "i1", "A fire has broken out in the building", TRACE)
+    assert [t for t, _, _ in out] == ["alertanim.stage.subject", "instant"]
     instant = InstantAnimation.from_bytes(out[1][2])
     msg = StageMessage.from_bytes(out[0][2])
     assert instant.alert_id == "i1" and instant.entry == "fire" and instant.hazard == "fire"
+    assert instant.subject == "fire" and instant.language == "en"
     assert instant.run == msg.run and instant.library_run == proc.adapter.run
     assert "A fire has broken out" in instant.alt_text
     gif = instant.rendition("image/gif")
@@ -71,31 +69,44 @@ def test_the_subject_stage_sends_the_instant_event_with_its_hand_over(with_fire)
         assert parent and parent.split("-")[1] == TRACE.split("-")[1]
         assert parent.split("-")[2] != TRACE.split("-")[2]  # a span of its own
     assert msg.traceparent.split("-")[1] == TRACE.split("-")[1]
-    # a redelivery of the same subject message after it went out sends no second one
+    # the subject stage finds the same hazard, and sends no second event
     before = len(sent)
-    asyncio.run(proc.process("subject", handed))
+    asyncio.run(proc.process("subject", out[0][2], Position("alertanim.stage.subject", 0, 1)))
     assert [t for t, _, _ in sent[before:]] == ["alertanim.stage.generate"]
+    told = StageMessage.from_bytes(sent[-1][2]).artifacts["subject"].value
+    assert told["hazard"] == instant.hazard and told["word"] == instant.subject
+    # the same record read again after it went out (no transactions: it is marked) sends none
+    again, _ = ingest_step(proc, sent, "i1", "A fire has broken out in the building", TRACE)
+    assert [t for t, _, _ in again] == ["alertanim.stage.subject"]
+
+
+def test_a_copy_under_another_record_sends_no_instant_event(with_fire):
+    proc, sent = with_fire
+    first, _ = ingest_step(proc, sent, "i5", "Fire in the tower block", at=Position("alerts", 0, 3))
+    copy, _ = ingest_step(proc, sent, "i5", "Fire in the tower block", at=Position("alerts", 1, 8))
+    assert [t for t, _, _ in first] == ["alertanim.stage.subject", "instant"]
+    assert [t for t, _, _ in copy] == ["alertanim.stage.subject"]
 
 
 def test_an_alert_whose_entry_is_not_built_gets_no_instant_event(with_fire):
     proc, sent = with_fire
-    out, _, _ = subject_step(proc, sent, "i2", "Flash flood warning for the valley")
-    assert [t for t, _, _ in out] == ["alertanim.stage.generate"]
+    out, _ = ingest_step(proc, sent, "i2", "Flash flood warning for the valley")
+    assert [t for t, _, _ in out] == ["alertanim.stage.subject"]
 
 
 def test_instant_events_can_be_turned_off(tmp_path, tiny):
     proc, sent = make(tmp_path, instant=False)
     build(proc, "fire")
-    out, _, _ = subject_step(proc, sent, "i3", "A fire has broken out in the building")
-    assert [t for t, _, _ in out] == ["alertanim.stage.generate"]
+    out, _ = ingest_step(proc, sent, "i3", "A fire has broken out in the building")
+    assert [t for t, _, _ in out] == ["alertanim.stage.subject"]
 
 
 def test_the_instant_event_leaves_in_the_hand_overs_transaction(with_fire):
     proc, sent = with_fire
     proc.outbox.emitter = FakeEmitter(out=False)
-    subject_step(proc, sent, "i4", "A fire has broken out in the building")
+    ingest_step(proc, sent, "i4", "A fire has broken out in the building")
     *_, last = proc.outbox.emitter.transactions
-    assert last == (0, ["alertanim.stage.generate", "instant"], 2)
+    assert last == (0, ["alertanim.stage.subject", "instant"], 2)
 
 
 def test_a_ready_event_carries_cloudevents_headers_and_the_alerts_trace(tmp_path, tiny):

@@ -55,12 +55,13 @@ def first_stage_message(proc, sent, alert_id="a3"):
 def test_non_transient_error_is_retried_then_recorded(tmp_path):
     proc, sent = make(tmp_path, max_attempts=3)
     calls = []
+    handed = first_stage_message(proc, sent)
 
     def broken(stage, msgs):
         calls.append(stage)
         raise RuntimeError("model exploded")
     proc.adapter.run_stage = broken
-    asyncio.run(proc.process("subject", first_stage_message(proc, sent)))
+    asyncio.run(proc.process("subject", handed))
     record = FailureRecord.from_bytes(sent[-1][2])
     assert sent[-1][0] == "failed"
     assert len(calls) == 3 and record.attempts == 3

@@ -31,6 +31,7 @@ def test_an_input_in_flight_when_the_pools_close_ends_with_nothing_sent(tmp_path
     def slow(stage, msgs):  # the stage is mid-run when the worker is told to stop
         started.set()
         release.wait(10)
+        proc.threads.io.submit(len, ())  # its images go to the store on the IO threads: closed
         return run_stage(stage, msgs)
 
     proc.adapter.run_stage = slow
