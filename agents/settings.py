@@ -115,6 +115,12 @@ class Settings(BaseSettings):
     front_batch_window_ms: int = Field(default=10, ge=0)
     # Threads that PNG-encode a stage's images and move them to and from the store in parallel.
     io_threads: int = Field(default=8, ge=1)
+    # How long a worker's thread may hold Python's interpreter lock while another waits for it
+    # (Python's own default is 5 ms). The event loop and the IO threads let it go at every
+    # socket read and write, and take it back only once a model stage's thread lets go of it:
+    # at 5 ms a worker running the front stages beside a model stage made each of their store
+    # requests and Kafka replies wait behind the denoising loop's Python.
+    switch_interval_ms: float = Field(default=0.5, gt=0, le=100)
 
     # Object store (claim check)
     store: Literal["s3", "local"] = "s3"

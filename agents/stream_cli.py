@@ -49,6 +49,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from .app import create_app, ensure_topics
 
     asyncio.run(ensure_topics(settings))
+    sys.setswitchinterval(settings.switch_interval_ms / 1000)
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
     worker.execute_from_commandline()
