@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 import uuid
@@ -32,10 +33,22 @@ class InfraError(RuntimeError):
     pass
 
 
+_GIVEN: set[int] = set()  # every port free_port handed out in this process
+_GIVEN_LOCK = threading.Lock()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port nothing listens on now, and never one this process was given before:
+    the system may hand a port just released out again (one broker got one port for two
+    listeners)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        with _GIVEN_LOCK:
+            if port not in _GIVEN:
+                _GIVEN.add(port)
+                return port
 
 
 def kafka_classpath() -> str:
