@@ -8,7 +8,8 @@ roles need not share one, and under these ACLs they must not, see `deployment`).
 
     READ      its input topics, and its group;
     WRITE     its outputs (the next stage's topic, `failed`; ingest `instant`; the last stage,
-              and ingest answering a re-published alert from the ledger, `ready` and `cap`), and its transactional ids, `<app id>.emit.<input topic>.<partition>`
+              and ingest answering a re-published alert from the ledger, `ready` and `cap`),
+              and its transactional ids, `<app id>.emit.<input topic>.<partition>`
               (agents/emitter.py: one per input partition), as one prefix per input topic;
     CREATE    Faust's leader topic, `<app id>-__assignor-__leader`, which Faust declares and
               reads at start (READ too);

@@ -10,8 +10,8 @@ workers.
                                                 # every stage on one worker, until the instants
 
 The scene library's `fire` entry is built first (`alertanim library build --only fire`), so each
-alert gets its `instant` event from the subject stage and its `ready` event at the end. Latency
-is measured per alert from the publish to its events: `ready` by the clock of the waiting
+alert gets its `instant` event from ingest (with its hand-over) and its `ready` event at the end.
+Latency is measured per alert from the publish to its events: `ready` by the clock of the waiting
 consumer, `instant` by its record's timestamp (sequential alerts, so queueing does not count);
 in a burst of alerts sent at once, each alert's events by their record timestamps from the
 moment the burst was published, and when ingest handed each over to the subject stage
@@ -158,7 +158,7 @@ def main(argv=None) -> dict:
             sent_at = {r.key: r.timestamp / 1000 for r in ours if r.topic == topics[2]}
             out = {"alerts": len(ids), "alerts_per_s": round(len(ids) / elapsed, 3),
                    "publish_s": round(published, 3)}
-            # ingest's hand-overs to the subject stage: where the instant event's time goes
+            # ingest's hand-overs to the subject stage (in the instant event's transaction)
             for name, topic in (("ready", topics[1]), ("instant", topics[0]),
                                 ("ingested", topics[3])):
                 got = [r for r in ours if r.topic == topic]
