@@ -246,6 +246,7 @@ async def _within(aw, seconds: float, what: str):
         done, _ = await asyncio.wait({task}, timeout=seconds)
     except asyncio.CancelledError:
         task.cancel()
+        task.add_done_callback(_read_outcome)
         raise
     if not done:
         task.cancel()

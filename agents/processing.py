@@ -325,7 +325,14 @@ class StageProcessor:
             try:
                 sent = await self.outbox.leave(one.at, leaving.records, leaving.alert_id)
             except SendRefused as exc:
-                await self.fail(stage, one, RetriesExhausted(exc, 1), leaving.alert_id)
+                alone = [r for r in leaving.records if r.topic != self.settings.topic_instant]
+                if len(alone) == len(leaving.records):
+                    await self.fail(stage, one, RetriesExhausted(exc, 1), leaving.alert_id)
+                    return
+                # the instant event never costs the alert: its hand-over leaves without it
+                log.warning("%s; %s's hand-over leaves without its instant event", exc,
+                            leaving.alert_id)
+                await self._leave_alone(stage, leaving._replace(records=alone, after=None))
                 return
         if leaving.after is not None:
             await leaving.after(sent)

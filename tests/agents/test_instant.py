@@ -121,3 +121,17 @@ def test_a_ready_event_carries_cloudevents_headers_and_the_alerts_trace(tmp_path
     assert topic == "ready" and headers["ce_type"] == TYPES["ready"].encode()
     assert headers["ce_id"] == f"r1.{ready.run}.ready".encode()
     assert valid_traceparent(headers["traceparent"]).split("-")[1] == TRACE.split("-")[1]
+
+
+def test_an_instant_event_the_broker_refuses_does_not_cost_the_alert(with_fire):
+    class Refusing(FakeEmitter):
+        async def emit(self, topic, partition, records, next_offset):
+            if any(r[0] == "instant" for r in records):
+                raise ValueError("the broker refuses the record")  # not worth a retry
+            await super().emit(topic, partition, records, next_offset)
+
+    proc, sent = with_fire
+    proc.outbox.emitter = Refusing(out=False)
+    ingest_step(proc, sent, "i6", "A fire has broken out in the building")
+    assert proc.outbox.emitter.transactions == [(0, ["alertanim.stage.subject"], 2)]
+    assert [t for t, _, _ in sent] == []  # no failure record
