@@ -1,6 +1,6 @@
 """A Kafka client nobody here wrote: librdkafka, through its Python binding confluent-kafka,
 publishes CAP 1.0, 1.1 and 1.2 documents the way other publishers do (unkeyed, and keyed by the
-CAP identifier), and reads `ready` and `cap` as a consumer of the service reads them
+CAP identifier), and reads `ready`, `cap` and `instant` as a consumer of the service reads them
 (isolation.level=read_committed). The renditions are fetched by their presigned URLs from the
 session's S3 server and checked against their digests; each CAP answer is in its original's
 version and valid against that version's OASIS schema."""
@@ -16,7 +16,8 @@ from pathlib import Path
 import confluent_kafka
 import xmlschema
 
-from alertanim.schemas import AnimationReady, parse_cap
+from alertanim.schemas import AnimationReady, InstantAnimation, parse_cap
+from tests.support.kafka import alert_bytes
 
 CAP = Path(__file__).parent.parent / "schemas" / "cap"
 DOCUMENTS = {  # CAP version: a document of it
@@ -135,3 +136,34 @@ def test_librdkafka_publishes_every_cap_version_under_any_key_and_reads_the_answ
             for res in added:
                 data = fetch(res.uri)
                 assert len(data) == res.size and hashlib.sha1(data).hexdigest() == res.digest
+
+
+def test_librdkafka_reads_one_instant_event_per_alert_with_its_cloudevents_headers(
+        pipeline_factory):
+    """Only the front role runs (no model stage anywhere): a fire alert published unkeyed and one
+    under a key of the publisher's own get one instant event each, keyed by the alert id; its
+    renditions are fetched by their presigned URLs."""
+    p = pipeline_factory()
+    p.build_library("fire")
+    p.start_worker("ingest,subject")
+    text = "A fire has broken out in the building. Leave by the nearest exit."
+    alerts = {"foreign-fire-unkeyed": None, "foreign-fire-keyed": b"a publisher's own key"}
+    produce(p.settings, [(key, alert_bytes(alert_id, text)) for alert_id, key in alerts.items()])
+
+    topics = [p.settings.topic_instant, p.settings.topic_failed]
+    out = read_committed(p.settings, topics, timeout=120, until=lambda r: len(
+        {m.key() for m in r if m.topic() == p.settings.topic_instant}) >= len(alerts))
+    assert [m.value() for m in out if m.topic() == p.settings.topic_failed] == []
+    assert sorted(m.key().decode() for m in out) == sorted(alerts), "one event per alert"
+    for m in out:
+        event = InstantAnimation.from_bytes(m.value())
+        headers = {k: v for k, v in m.headers()}
+        assert headers["ce_specversion"] == b"1.0"
+        assert headers["ce_type"] == b"org.alertanim.animation.instant.v1"
+        assert headers["content-type"] == b"application/json"
+        assert headers["ce_id"] and headers["ce_source"]
+        assert event.alert_id == m.key().decode() and event.hazard == "fire"
+        for rendition in event.renditions:
+            data = fetch(rendition.url)
+            assert len(data) == rendition.bytes
+            assert rendition.sha256 is None or hashlib.sha256(data).hexdigest() == rendition.sha256
