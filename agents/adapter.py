@@ -20,7 +20,7 @@ from .host import ModelHost
 from .ingest import Ingest
 from .ledger import Ledger, run_id
 from .library import Library
-from .ports import FROM_ALERT, IMAGE_KINDS, codec, fetch_images, value_of
+from .ports import FROM_ALERT, IMAGE_KINDS, RecentImages, codec, fetch_images, value_of
 from .storage import ObjectStore, png_bytes
 from .threads import Threads
 
@@ -43,7 +43,9 @@ class Adapter:
         self.config = settings.method
         self.run = run_id(self.config, settings.models)
         self.ingest = Ingest(settings, self.ledger, self.run)
-        self.completion = Completion(settings, store, self.ledger, host, self.threads.io)
+        self.recent = RecentImages(settings.image_cache_mb * 2**20)
+        self.completion = Completion(settings, store, self.ledger, host, self.threads.io,
+                                     self.recent)
         self.library = Library(settings, store, self.ledger, self.run)
 
     def instant(self, msg: StageMessage, marked: bool = False) -> InstantAnimation | None:
@@ -137,7 +139,8 @@ class Adapter:
             if port.kind is Kind.VALUE:
                 row[name] = value_of(name, port, artifact, msg)
                 continue
-            images = fetch_images(self.store, port, artifact.keys, self.threads.io.map)
+            images = fetch_images(self.store, port, artifact.keys, self.threads.io.map,
+                                  self.recent)
             known.update((id(im), key) for im, key in zip(images, artifact.keys))
             row[name] = images if port.kind is Kind.IMAGES else images[0]
         return row
@@ -164,9 +167,13 @@ class Adapter:
                     keys.append(key)
                 artifacts[port.name] = ImageRefs(keys=keys)
         # Written once: a redelivery finds the first delivery's images under the same keys and
-        # passes those on. list() waits for every write and re-raises the first failure.
-        list(self.threads.io.map(
-            lambda kv: self.store.put_if_absent(kv[0], png_bytes(kv[1]), "image/png"), uploads))
+        # passes those on. list() waits for every write and re-raises the first failure. An
+        # image whose write this call won is what the store holds: kept for the next stage.
+        def upload(kv):
+            key, image = kv
+            if self.store.put_if_absent(key, png_bytes(image), "image/png"):
+                self.recent.keep(key, image)
+        list(self.threads.io.map(upload, uploads))
         return artifacts
 
     def close(self) -> None:

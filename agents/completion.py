@@ -32,8 +32,9 @@ UPDATE_HEADROOM = 16_384  # of max_record_bytes, for a CAP Update's key, headers
 
 
 class Completion:
-    def __init__(self, settings, store, ledger, host, io):
+    def __init__(self, settings, store, ledger, host, io, recent=None):
         self.settings = settings
+        self.recent = recent  # the images this worker stored last (agents/ports.RecentImages)
         self.store = store
         self.ledger = ledger
         self.host = host
@@ -142,7 +143,7 @@ class Completion:
                     values[name] = artifact
                 elif isinstance(artifact, ImageRefs) and port.kind in IMAGE_KINDS:
                     # (one at a time: this already runs on an IO thread)
-                    images = fetch_images(self.store, port, artifact.keys)
+                    images = fetch_images(self.store, port, artifact.keys, recent=self.recent)
                     values[name] = images if port.kind is Kind.IMAGES else images[0]
             page = render_report(AlertRun(values, seconds), self.settings.method).encode("utf-8")
             key = self.ledger.report_key(msg.alert_id, msg.run)

@@ -115,6 +115,10 @@ class Settings(BaseSettings):
     front_batch_window_ms: int = Field(default=10, ge=0)
     # Threads that PNG-encode a stage's images and move them to and from the store in parallel.
     io_threads: int = Field(default=8, ge=1)
+    # The images a worker stored last, kept in memory up to this many MiB of pixels, so that a
+    # stage running on the same worker as the one before it reads them without a store round
+    # trip and a PNG decode (an alert's images at 512² take about 40 MiB). 0 turns it off.
+    image_cache_mb: int = Field(default=256, ge=0)
     # How long a worker's thread may hold Python's interpreter lock while another waits for it
     # (Python's own default is 5 ms). The event loop and the IO threads let it go at every
     # socket read and write, and take it back only once a model stage's thread lets go of it:
